@@ -157,8 +157,7 @@ def image_captions(rng: random.Random, visible: dict[str, str], n: int = 10) -> 
         mistake = None
         if rng.random() < MISTAKE_RATE:
             mistake = rng.choice(chosen)
-            options = ATTRIBUTES[mistake] if mistake != "leg_color" else ("black", "pink", "yellow")
-            said[mistake] = rng.choice([v for v in options if v != said[mistake]])
+            said[mistake] = rng.choice([v for v in ATTRIBUTES[mistake] if v != said[mistake]])
         texts.append(caption(rng, said))
         notes.append({"said": said, "mistake": mistake})
     return texts, notes

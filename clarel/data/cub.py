@@ -202,6 +202,12 @@ def _splits(sdir: Path, labels: np.ndarray, folder_index: dict[str, int], folder
             return np.sort(loc_order[idx]) if loc_order is not None else np.sort(idx)
 
         splits = {k: to_images(f"{k}_loc") for k in ("trainval", "test_seen", "test_unseen")}
+        if test:
+            got = sorted(set(labels[splits["test_unseen"]].tolist()))
+            if got != sorted(test[0]):
+                raise DatasetError(
+                    f"{att}: test_unseen_loc covers {len(got)} classes that differ from the {len(test[0])} in "
+                    f"{test[1]}; the .mat file and the class lists come from different releases or datasets")
         if "train_loc" in mat and "val_loc" in mat:
             train_loc, val_loc = to_images("train_loc"), to_images("val_loc")
         elif train1 and val1:
