@@ -161,3 +161,16 @@ def image_captions(rng: random.Random, visible: dict[str, str], n: int = 10) -> 
         texts.append(caption(rng, said))
         notes.append({"said": said, "mistake": mistake})
     return texts, notes
+
+
+def value_words(attr: str, value: str) -> tuple[str, ...]:
+    """The words a caption may use for ``attr = value`` (one of them appears whenever it is mentioned)."""
+    if attr in _COLOUR_PARTS:
+        return COLOUR_WORDS[value]
+    if attr == "beak_shape":
+        return _BEAK_SHAPE[value]
+    if attr == "beak_length":
+        return _BEAK_LENGTH[value]
+    if attr == "size":
+        return _SIZE[value]
+    return tuple(p.split(" ", 1)[1] if p.startswith(("a ", "an ")) else p for p in _WORDS[attr][value])
