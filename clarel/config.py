@@ -32,6 +32,7 @@ class ImageEncoderConfig:
     clip_model: str = "ViT-B-32"  # open_clip architecture name
     clip_pretrained: str | None = "laion2b_s34b_b79k"  # open_clip tag, a local checkpoint path, or None (random)
     cnn_width: int = 32  # channels of the first conv of the small CNN (doubled per stage)
+    cnn_depth: int = 1  # 3x3 convs per stage of the small CNN (4 stages)
     image_size: int = 64  # side in pixels the small CNN sees
     augment: bool = True  # random flips/crops for the end-to-end CNN
 
@@ -72,7 +73,8 @@ class OptimConfig:
     device: str = "auto"  # "auto" (cuda, mps, cpu) | "cpu" | "cuda" | "cuda:N" | "mps"
     eval_every: int = 2500  # steps between periodic evaluations (0 = only at the end)
     checkpoint_every: int = 2500  # steps between checkpoints (0 = only at the end)
-    num_workers: int = 0  # DataLoader workers for the image-level CNN path
+    num_workers: int = 0  # unused (kept for old configs): inputs live in memory, no DataLoader
+    cpu_threads: int = 0  # torch CPU threads when training on the CPU (0 = torch's default)
 
 
 @dataclass
@@ -81,6 +83,7 @@ class EvalConfig:
     alpha_grid: tuple[float, ...] = PAPER_ALPHA_GRID  # rescaling factors tried on validation
     alpha: float | None = None  # fixed alpha*; None = choose on the validation protocol
     alpha_selection: str = "val_run"  # "val_run": train a twin on the val protocol | "fixed" | "none"
+    gamma: float | None = None  # calibrated-stacking offset; None = chosen by the val run (else 0)
     curve_points: int = 101  # points of the seen-unseen curve (AUSUC)
     umap_cap: int = 3000  # max points of each modality in the stored UMAP projection
     seed: int = 0  # prototype sampling seed
@@ -204,9 +207,9 @@ def _preset_synthbirds() -> RunConfig:
         name="synthbirds",
         embed_dim=128,
         data=DataConfig(dataset="synthbirds"),
-        image=ImageEncoderConfig(kind="cnn", cnn_width=16, image_size=64),
-        text=TextEncoderConfig(kind="paper", word_dim=64, cnn_filters=64, cnn_blocks=2, rnn_size=64, vocab_size=2000),
-        optim=OptimConfig(steps=1500, batch_size=32, lr=0.05, eval_every=500, checkpoint_every=500),
+        image=ImageEncoderConfig(kind="cnn", cnn_width=16, image_size=32),
+        text=TextEncoderConfig(kind="paper", word_dim=32, cnn_filters=32, cnn_blocks=2, rnn_size=64, vocab_size=2000),
+        optim=OptimConfig(steps=500, batch_size=32, lr=0.05, eval_every=0, checkpoint_every=250),
         eval=EvalConfig(prototype_k=100, alpha_selection="val_run"),
     )
 
