@@ -142,6 +142,11 @@ class ModelRegistry:
             run_dir = self._run_dir_of_job(key)
         elif key.startswith("dir:"):
             run_dir = key[len("dir:"):]
+            if run_dir not in self._run_dirs:  # never load arbitrary paths sent through the API
+                raise ModelUnavailable(
+                    f"Run folder {run_dir!r} is not offered by this server; start it with --run {run_dir} "
+                    "or pick a model from the list."
+                )
         else:
             raise ModelUnavailable(
                 f"Unknown model {key!r}. Use one of the keys listed by the /models endpoint "
