@@ -19,6 +19,14 @@ def small_synth(tmp_path_factory):
     return load_dataset(root)
 
 
+@pytest.fixture(scope="session")
+def micro_synth(tmp_path_factory):
+    """SynthBirds with 4 species x 5 images (for the slow open_clip text tower on the CPU)."""
+    root = generate_synthbirds(tmp_path_factory.mktemp("micro") / "synthbirds", seed=2, classes=4,
+                               images_per_class=5, size=32)
+    return load_dataset(root)
+
+
 def tiny_config(**overrides):
     base = {"optim.steps": 12, "optim.batch_size": 8, "optim.checkpoint_every": 6, "eval.prototype_k": 10}
     base.update(overrides)
