@@ -8,7 +8,7 @@ Public API:
 Command line: ``python -m clarel.data synth|check|download|ensure-demo``.
 
 Bad input: metadata, caption, split or .mat problems stop with a `DatasetError` naming the file;
-a few unreadable images (at most 1 % and 50) are skipped with a note in ``dataset.warnings``.
+a few unreadable images (at most 1 % and 50, always 1) are skipped with a note in ``dataset.warnings``.
 """
 
 from clarel.data.dataset import PROTOCOLS, SPLITS, Protocol, ZSLDataset

@@ -5,8 +5,8 @@ Policy for bad input (documented in the package docstring too):
 * missing metadata file, caption file, split file, .mat key, unknown class, seen/unseen
   overlap: stop with a `DatasetError` naming the file and the fix;
 * an image listed but missing or unreadable (empty file, not an image signature): skipped with a
-  warning in ``dataset.warnings`` when at most `MAX_BAD_IMAGE_SHARE` of the images (and at most
-  `MAX_BAD_IMAGES`) are affected; more than that stops with a `DatasetError` (likely a wrong or
+  warning in ``dataset.warnings`` when at most `MAX_BAD_IMAGE_SHARE` of the images and at most
+  `MAX_BAD_IMAGES` (but always one) are affected; more than that stops with a `DatasetError` (likely a wrong or
   half-extracted folder). When the image folder is absent altogether but precomputed features
   exist, images are not needed and a single warning is recorded.
 """
@@ -184,7 +184,7 @@ def check_images(images_root: Path, paths: list[str], have_features: bool, warni
     if have_features:
         warnings.append(f"{len(bad)} of {n} images missing or unreadable (features are used instead): {examples}")
         return np.arange(n)
-    if len(bad) > MAX_BAD_IMAGES or len(bad) > MAX_BAD_IMAGE_SHARE * n:
+    if len(bad) > max(1, min(MAX_BAD_IMAGES, MAX_BAD_IMAGE_SHARE * n)):
         raise DatasetError(
             f"{len(bad)} of {n} images listed in the image list are missing or unreadable under {images_root}, "
             f"e.g. {examples}; is the image archive fully extracted into that folder?"

@@ -9,6 +9,7 @@ Cache files live in ``clarel.paths.cache_dir()/datasets/``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -33,9 +34,15 @@ def _prefix(kind: str, root: Path) -> str:
     return f"{kind}-{where}-"
 
 
+def _layout() -> str:
+    # A pickle made before ZSLDataset gained or lost a field must not be reused.
+    names = ",".join(sorted(f.name for f in dataclasses.fields(ZSLDataset)))
+    return hashlib.sha1(f"{CACHE_VERSION}|{names}".encode()).hexdigest()[:6]
+
+
 def cache_path(kind: str, root: Path, fingerprint: str) -> Path:
     """The pickle of a dataset loaded from ``root`` with this fingerprint."""
-    return dataset_cache_dir() / f"{_prefix(kind, root)}{fingerprint}-v{CACHE_VERSION}.pkl"
+    return dataset_cache_dir() / f"{_prefix(kind, root)}{fingerprint}-{_layout()}.pkl"
 
 
 def load_cached(kind: str, root: Path, fingerprint: str) -> ZSLDataset | None:
