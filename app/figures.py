@@ -29,6 +29,16 @@ def class_color(label: int) -> str:
     return _CLASS_PALETTE[int(label) % len(_CLASS_PALETTE)]
 
 
+def unique_labels(names: Sequence[str]) -> list[str]:
+    """Names made distinct by numbering repeats (``Finch``, ``Finch (2)``)."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return out
+
+
 def history_figure(history: dict[str, tuple[np.ndarray, np.ndarray]], keys: Sequence[str], title: str,
                    percent: bool = False) -> go.Figure:
     """Line chart of some metric histories (key -> (steps, values)) against the training step."""
@@ -73,15 +83,16 @@ def umap_figure(frame: pd.DataFrame, color_by: str = "class", selected: int | No
                                  marker=dict(size=22, color="rgba(0,0,0,0)", line=dict(width=3, color="#DC2626"))))
     fig.update_layout(height=620, legend=dict(orientation="h", y=1.06, x=0), dragmode="pan",
                       xaxis=dict(showticklabels=False, title=None, zeroline=False),
-                      yaxis=dict(showticklabels=False, title=None, zeroline=False, scaleanchor="x"), **_LAYOUT)
+                      yaxis=dict(showticklabels=False, title=None, zeroline=False), **_LAYOUT)
     return fig
 
 
 def confusion_figure(matrix: np.ndarray, names: Sequence[str], n_seen: int) -> go.Figure:
     """Heatmap of the row-normalised class confusion, seen classes first, with the seen/unseen split drawn."""
     n = len(names)
+    names = unique_labels(names)  # plotly merges equal category names
     fig = go.Figure(go.Heatmap(
-        z=matrix * 100.0, x=list(names), y=list(names), colorscale="Blues", zmin=0, zmax=100,
+        z=matrix * 100.0, x=names, y=names, colorscale="Blues", zmin=0, zmax=100,
         colorbar=dict(title="% of row"),
         hovertemplate="true %{y}<br>predicted %{x}<br>%{z:.1f}% of the class<extra></extra>",
     ))
@@ -143,6 +154,13 @@ def alpha_figure(curve, alpha: float, alpha_star: float | None) -> go.Figure:
     if alpha_star is not None:
         fig.add_vline(x=alpha_star, line=dict(color="#111827", dash="dash"), annotation_text="α*",
                       annotation_position="bottom right")
+    if curve is not None and len(curve.values) > 4:
+        # The sweep's end points only anchor the all-seen / all-unseen extremes; zoom on the trade-off.
+        inner = np.sort(np.asarray(curve.values, dtype=float))[1:-1]
+        marks = [alpha] + ([alpha_star] if alpha_star is not None else [])
+        lo, hi = min(inner[0], *marks), max(inner[-1], *marks)
+        pad = 0.03 * (hi - lo or 1.0)
+        fig.update_xaxes(range=[lo - pad, hi + pad])
     fig.update_layout(title="Accuracy as α moves", height=360, xaxis_title="α (seen distances × (1 + α))",
                       yaxis=dict(title="%", range=[0, 101]), legend=dict(orientation="h", y=-0.25), **_LAYOUT)
     return fig

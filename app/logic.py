@@ -7,7 +7,6 @@ and the tests check them directly (AppTest cannot see inside plotly charts or fr
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -96,31 +95,26 @@ def _group_accuracies(preds: np.ndarray, labels: np.ndarray, seen_mask: np.ndarr
     return u, s
 
 
-def slider_range(ev: Any) -> tuple[float, float, float, float]:
-    """(min, max, step, default) of the alpha slider: the span of the stored dense curve.
+def slider_options(ev: Any) -> tuple[list[float], float]:
+    """(the alpha values the slider stops at, the default alpha*), ascending.
 
-    The stored sweep already covers the whole trade-off (from all-seen to all-unseen predictions;
-    its lowest alpha may be negative, which favours seen classes); the slider spans the same values
-    so the marker always lies on the drawn curve. The default is the calibrated alpha*.
+    The stops are the stored dense sweep (quantiles of the alphas at which single images switch
+    from a seen to an unseen prediction), plus 0, the selection grid and alpha*. Quantile stops
+    make every slider step move about as many predictions, whatever the scale of the distances;
+    the lowest stop (possibly negative: seen classes favoured) predicts almost everything seen and
+    the highest almost everything unseen.
     """
+    chosen = _round(float(ev.alpha or 0.0))
     values = [np.asarray(c.values, dtype=float) for c in (ev.sweep_curve, ev.alpha_curve)
               if c is not None and len(c.values)]
-    finite = np.concatenate(values)[np.isfinite(np.concatenate(values))] if values else np.zeros(0)
-    chosen = float(ev.alpha or 0.0)
-    lo = min(float(finite.min(initial=0.0)), 0.0, chosen)
-    hi = max(float(finite.max(initial=0.0)), chosen, 1e-3)
-    step = _nice_step((hi - lo) / 200)
-    lo = math.floor(lo / step) * step
-    hi = math.ceil(hi / step) * step
-    return round(lo, 10), round(hi, 10), step, chosen
+    pool = np.concatenate([*values, [0.0, chosen]])
+    pool = pool[np.isfinite(pool)]
+    options = sorted({_round(v) for v in pool})
+    return options, chosen
 
 
-def _nice_step(raw: float) -> float:
-    exp = math.floor(math.log10(raw))
-    for m in (1, 2, 5, 10):
-        if m * 10**exp >= raw:
-            return float(m * 10**exp)
-    return float(10 ** (exp + 1))
+def _round(value: float) -> float:
+    return float(f"{value:.6g}")
 
 
 def class_order(seen_mask: np.ndarray, class_mask: np.ndarray | None = None) -> np.ndarray:
@@ -323,8 +317,10 @@ def jobs_frame(jobs: Sequence[Any]) -> pd.DataFrame:
             "H": m.get("H"), "attempts": f"{j.attempts}/{j.max_attempts}",
             "created": j.created_at,
         })
-    return pd.DataFrame(rows, columns=["id", "name", "preset", "state", "progress", "status", "ETA", "H",
-                                       "attempts", "created"])
+    frame = pd.DataFrame(rows, columns=["id", "name", "preset", "state", "progress", "status", "ETA", "H",
+                                        "attempts", "created"])
+    frame["H"] = pd.to_numeric(frame["H"], errors="coerce")
+    return frame
 
 
 def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -390,9 +386,9 @@ def worker_summary(workers: Sequence[Any]) -> tuple[bool, str]:
     if not alive:
         return False, "No worker is running: queued jobs wait until one starts."
     busy = [w for w in alive if w.current_job_id is not None]
-    devices = sorted({str(w.device) for w in alive})
+    devices = sorted({str(w.device) for w in alive if w.device})
     noun = "worker" if len(alive) == 1 else "workers"
-    text = f"{len(alive)} {noun} alive ({', '.join(devices)})"
+    text = f"{len(alive)} {noun} alive" + (f" ({', '.join(devices)})" if devices else "")
     if busy:
         text += ", running job " + ", ".join(f"#{w.current_job_id}" for w in busy)
     else:

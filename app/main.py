@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.pages import classify, compare, joint_space, runs, seen_unseen
 from app.ui import boundary, worker_status
+from app.views import classify, compare, joint_space, runs, seen_unseen
 
-st.set_page_config(page_title="CLAREL Studio", page_icon="🐦", layout="wide", initial_sidebar_state="expanded")
+st.set_page_config(page_title="CLAREL Studio", page_icon=":material/flutter_dash:", layout="wide", initial_sidebar_state="expanded")
 
 PAGES = [
-    st.Page(runs.render, title="Runs", icon="🏃", url_path="runs", default=True),
-    st.Page(joint_space.render, title="Joint space", icon="🌌", url_path="joint_space"),
-    st.Page(seen_unseen.render, title="Seen / unseen", icon="⚖️", url_path="seen_unseen"),
-    st.Page(compare.render, title="Compare", icon="📊", url_path="compare"),
-    st.Page(classify.render, title="Classify", icon="🔎", url_path="classify"),
+    st.Page(runs.render, title="Runs", icon=":material/play_circle:", url_path="runs", default=True),
+    st.Page(joint_space.render, title="Joint space", icon=":material/scatter_plot:", url_path="joint_space"),
+    st.Page(seen_unseen.render, title="Seen / unseen", icon=":material/balance:", url_path="seen_unseen"),
+    st.Page(compare.render, title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+    st.Page(classify.render, title="Classify", icon=":material/image_search:", url_path="classify"),
 ]
 
 page = st.navigation(PAGES)
 with st.sidebar:
-    st.markdown("## 🐦 CLAREL Studio")
+    st.markdown("## :material/flutter_dash: CLAREL Studio")
     st.caption("Zero-shot classification via retrieval loss (Oreshkin et al., 2019).")
 
 

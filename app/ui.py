@@ -17,13 +17,13 @@ from app.logic import format_eta, worker_summary
 log = logging.getLogger(__name__)
 
 DEMO_PRESET = "synthbirds"
-STATE_ICONS = {"QUEUED": "⏳", "RUNNING": "🏃", "SUCCEEDED": "✅", "FAILED": "❌", "CANCELLED": "🚫"}
+STATE_ICONS = {"QUEUED": "○", "RUNNING": "●", "SUCCEEDED": "✓", "FAILED": "✗", "CANCELLED": "–"}  # plain-font glyphs
 
 
 def show_error(error: BaseException, what: str) -> None:
     """A readable error box (type and message first); the traceback only behind an expander."""
     log.exception("%s failed", what)
-    st.error(f"**{what} failed.** {type(error).__name__}: {error}", icon="⚠️")
+    st.error(f"**{what} failed.** {type(error).__name__}: {error}", icon=":material/error:")
     with st.expander("Technical details"):
         st.code("".join(traceback.format_exception(error)), language=None)
 
@@ -86,12 +86,12 @@ def worker_status(compact: bool = False) -> bool:
     """Show whether a worker is alive (heartbeats) and how to start one; returns alive."""
     alive, text = worker_summary(data.store().workers())
     if alive:
-        st.success(text, icon="🟢")
+        st.success(text, icon=":material/check_circle:")
     else:
-        st.warning(text, icon="🔴")
+        st.warning(text, icon=":material/warning:")
         if not compact:
             st.markdown("Start one in a terminal at the repository root:")
-        st.code(data.WORKER_COMMAND, language="bash")
+        st.code(data.WORKER_COMMAND, language="bash", wrap_lines=True)
     return alive
 
 
@@ -99,13 +99,13 @@ def demo_panel(jobs: Sequence[Any]) -> None:
     """First start: one clear action that trains the demo model on SynthBirds, then its progress."""
     demo = next((j for j in jobs if j.preset == DEMO_PRESET and j.state in data.ACTIVE), None)
     with st.container(border=True):
-        st.subheader("👋 No trained model yet")
+        st.subheader(":material/waving_hand: No trained model yet")
         if demo is None:
             st.markdown(
                 "Train the **demo model on SynthBirds**, a small synthetic bird dataset made on this machine "
                 "(no download). It takes a few minutes on a laptop CPU; the dataset is generated first if needed."
             )
-            if st.button("🚀 Train the demo model", type="primary", key="demo_train"):
+            if st.button("Train the demo model", type="primary", key="demo_train", icon=":material/rocket_launch:"):
                 ids = data.store().submit(DEMO_PRESET, name="demo-synthbirds")
                 st.session_state["current_run"] = ids[0]
                 st.toast(f"Queued job #{ids[0]}")
@@ -140,7 +140,7 @@ def require_finished_runs() -> list[Any]:
     jobs = data.finished_jobs()
     if not jobs:
         st.info("This page shows a trained run. There is none yet: train the demo model below, or launch a job "
-                "from the Runs page.", icon="ℹ️")
+                "from the Runs page.", icon=":material/info:")
         demo_panel(data.store().list_jobs())
         st.stop()
     return jobs

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from app import figures, logic
-from app.pages.classify import server_is_up
 from app.reference import paper_curve, paper_headline
+from app.views.classify import server_is_up
 from clarel.metrics import alpha_sweep, dense_values, gzsl_metrics
 from jobs.records import Embeddings, EvalArrays, JobInfo, UmapProjection, WorkerInfo
 
@@ -74,12 +74,13 @@ def test_score_gamma_matches_a_naive_loop():
     assert h == pytest.approx(logic.harmonic_mean(nu, ns))
 
 
-def test_slider_range_covers_the_curve_and_alpha_star():
+def test_slider_options_cover_the_curve_zero_and_alpha_star():
     ev = make_eval()
-    lo, hi, step, default = logic.slider_range(ev)
-    assert lo <= ev.sweep_curve.values.min() + 1e-9 and hi >= ev.sweep_curve.values.max() - 1e-9
-    assert lo <= default == ev.alpha <= hi
-    assert 0 < step <= (hi - lo) / 100
+    options, default = logic.slider_options(ev)
+    assert options == sorted(options) and len(set(options)) == len(options)
+    assert default == ev.alpha and 0.0 in options and default in options
+    assert options[0] == pytest.approx(ev.sweep_curve.values.min(), rel=1e-5)
+    assert options[-1] == pytest.approx(ev.sweep_curve.values.max(), rel=1e-5)
 
 
 def test_class_order_and_confusion_matrix():
@@ -247,3 +248,8 @@ def test_server_is_up_against_a_real_http_server():
         closed_port = s.getsockname()[1]
     assert not server_is_up(f"http://127.0.0.1:{closed_port}/", timeout=0.5)
     assert not server_is_up("not a url")
+
+
+def test_confusion_figure_keeps_classes_with_equal_names_apart():
+    fig = figures.confusion_figure(np.eye(3), ["Finch", "Finch", "Kite"], 2)
+    assert list(fig.data[0].x) == ["Finch", "Finch (2)", "Kite"]

@@ -18,12 +18,12 @@ _FORM_FIELDS = {"launch_kappa": "loss.kappa", "launch_lam": "loss.lam", "launch_
 
 @guarded("The Runs page")
 def render() -> None:
-    st.title("🏃 Runs")
+    st.title("Runs")
     st.caption("Launch training jobs, watch them progress and look inside each run.")
     jobs = data.store().list_jobs()
     if not any(j.state == data.FINISHED for j in jobs):
         demo_panel(jobs)
-    with st.expander("➕ Launch a training job", expanded=not jobs):
+    with st.expander("Launch a training job", expanded=not jobs, icon=":material/add_circle:"):
         _launch_form()
     _queue()
     if jobs:
@@ -84,7 +84,7 @@ def _queue() -> None:
         st.subheader("Queue")
         jobs = data.store().list_jobs()
         if not jobs:
-            st.info("No jobs yet. Launch one above.", icon="ℹ️")
+            st.info("No jobs yet. Launch one above.", icon=":material/info:")
             return
         counts = {s: sum(j.state == s for j in jobs) for s in STATE_ICONS}
         st.caption("  ·  ".join(f"{STATE_ICONS[s]} {n} {s.lower()}" for s, n in counts.items() if n))
@@ -134,29 +134,46 @@ def _job_summary(job: Any) -> None:
     if job.state in data.ACTIVE:
         progress_bar(job)
     if job.state == "FAILED":
-        st.error(f"**Run #{job.id} failed:** {job.error_summary or 'no error message was recorded'}", icon="❌")
+        st.error(f"**Run #{job.id} failed:** {job.error_summary or 'no error message was recorded'}", icon=":material/error:")
         if job.error_traceback:
             with st.expander("Technical details"):
                 st.code(job.error_traceback, language=None)
     elif job.state == "CANCELLED":
-        st.warning(f"Run #{job.id} was cancelled.", icon="🚫")
+        st.warning(f"Run #{job.id} was cancelled.", icon=":material/block:")
     elif job.state == "RUNNING":
         st.caption(f"ETA {format_eta(job.eta_seconds)}")
 
 
 def _job_actions(job: Any) -> None:
+    notice = st.session_state.pop("runs_notice", None)
+    if notice:
+        (st.success if notice[0] == "ok" else st.error)(notice[1])
     left, right, _ = st.columns([1, 1, 4])
-    if job.state in data.ACTIVE and left.button("Cancel", key="runs_cancel", icon="🛑"):
-        with boundary("Cancelling"):
-            data.store().cancel(job.id)
-            st.toast(f"Cancel requested for #{job.id}")
-            st.rerun(scope="fragment")
-    if job.state in ("FAILED", "CANCELLED") and right.button("Retry", key="runs_retry", icon="🔁"):
-        with boundary("Retrying"):
-            new_id = data.store().retry(job.id)
-            st.session_state["runs_pending"] = new_id
-            st.toast(f"Retry queued as #{new_id}")
-            st.rerun(scope="fragment")
+    if job.state in data.ACTIVE:
+        left.button("Cancel", key="runs_cancel", icon=":material/stop_circle:", on_click=_cancel, args=(job.id,))
+    if job.state in ("FAILED", "CANCELLED"):
+        right.button("Retry", key="runs_retry", icon=":material/replay:", on_click=_retry, args=(job.id,))
+
+
+def _cancel(job_id: int) -> None:
+    # Button callbacks run before the rerun, so the page already shows the new state.
+    try:
+        state = str(data.store().cancel(job_id))
+        text = (f"Run #{job_id} cancelled." if state == "CANCELLED" else
+                f"Run #{job_id}: cancel requested; its worker stops it within seconds.")
+        st.session_state["runs_notice"] = ("ok", text)
+    except Exception as e:
+        st.session_state["runs_notice"] = ("error", f"Could not cancel run #{job_id}: {e}")
+
+
+def _retry(job_id: int) -> None:
+    try:
+        new_id = data.store().retry(job_id)
+        st.session_state["runs_pending"] = new_id
+        again = "" if new_id == job_id else f" as #{new_id}"
+        st.session_state["runs_notice"] = ("ok", f"Run #{job_id} queued again{again}.")
+    except Exception as e:
+        st.session_state["runs_notice"] = ("error", f"Could not retry run #{job_id}: {e}")
 
 
 def _job_curves(job: Any) -> None:

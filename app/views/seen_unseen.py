@@ -19,29 +19,35 @@ from app.logic import (
     per_class_table,
     score_alpha,
     score_gamma,
-    slider_range,
+    slider_options,
 )
 from app.ui import boundary, guarded, metric_row, require_finished_runs, run_picker
 
-_HELP_ALPHA = ("Seen-class distances are multiplied by 1 + α before the nearest prototype is picked; "
-               "larger α moves predictions toward unseen classes. α* is the value chosen on validation data.")
+_HELP_ALPHA = ("Seen-class distances are multiplied by 1 + α before the nearest prototype is picked; larger α "
+               "moves predictions toward unseen classes (negative α favours seen ones). α* is the value chosen "
+               "on validation data. The slider stops where single images change sides.")
 
 
 @guarded("The Seen / unseen page")
 def render() -> None:
-    st.title("⚖️ Seen / unseen")
+    st.title("Seen / unseen")
     st.caption("Generalised zero-shot: every test image is classified over seen and unseen classes together. "
                "Metric rescaling (α) trades seen accuracy for unseen accuracy.")
     job = run_picker(require_finished_runs(), key="su_run")
     ev = data.eval_arrays(job)
     if ev is None:
         st.warning(f"Run #{job.id} has no stored evaluation arrays (distance matrix), so there is nothing to "
-                   "re-score. Re-run it with the current worker to store them.", icon="⚠️")
+                   "re-score. Re-run it with the current worker to store them.", icon=":material/warning:")
         return
     if len(ev.labels) == 0 or ev.distances.size == 0:
-        st.warning(f"Run #{job.id} stored an empty evaluation (no test images).", icon="⚠️")
+        st.warning(f"Run #{job.id} stored an empty evaluation (no test images).", icon=":material/warning:")
         return
     _slider_panel(job.id, ev)
+
+
+def _delta(value: float, at_zero: float) -> str | None:
+    points = (value - at_zero) * 100
+    return None if abs(points) < 0.05 else f"{points:+.1f} pts vs α=0"
 
 
 def _reset_alpha(value: float) -> None:
@@ -51,21 +57,21 @@ def _reset_alpha(value: float) -> None:
 @st.fragment
 def _slider_panel(job_id: int, ev: Any) -> None:
     with boundary("Re-scoring"):
-        lo, hi, step, alpha_star = slider_range(ev)
-        if st.session_state.get("su_alpha_run") != job_id:
-            st.session_state["su_alpha"] = float(np.clip(alpha_star, lo, hi))
+        options, alpha_star = slider_options(ev)
+        if st.session_state.get("su_alpha_run") != job_id or st.session_state.get("su_alpha") not in options:
+            st.session_state["su_alpha"] = alpha_star
             st.session_state["su_alpha_run"] = job_id
             st.session_state.pop("su_gamma", None)
         left, right = st.columns([5, 1], vertical_alignment="bottom")
-        alpha = left.slider(f"α — seen-distance rescaling (α* = {alpha_star:.4g})", lo, hi, step=step,
-                            format="%.4f", key="su_alpha", help=_HELP_ALPHA)
-        right.button("Reset to α*", key="su_reset", on_click=_reset_alpha, args=(float(np.clip(alpha_star, lo, hi)),))
+        alpha = left.select_slider(f"α — seen-distance rescaling (α* = {alpha_star:.4g})", options=options,
+                                   format_func=lambda v: f"{v:.4g}", key="su_alpha", help=_HELP_ALPHA)
+        right.button("Reset to α*", key="su_reset", on_click=_reset_alpha, args=(alpha_star,))
         scores = score_alpha(ev, alpha)
         base = score_alpha(ev, 0.0)
         metric_row([
-            ("u (unseen)", f"{scores.u:.1%}", f"{(scores.u - base.u) * 100:+.1f} pts vs α=0"),
-            ("s (seen)", f"{scores.s:.1%}", f"{(scores.s - base.s) * 100:+.1f} pts vs α=0"),
-            ("H", f"{scores.h:.1%}", f"{(scores.h - base.h) * 100:+.1f} pts vs α=0"),
+            ("u (unseen)", f"{scores.u:.1%}", _delta(scores.u, base.u)),
+            ("s (seen)", f"{scores.s:.1%}", _delta(scores.s, base.s)),
+            ("H", f"{scores.h:.1%}", _delta(scores.h, base.h)),
             ("α", f"{alpha:.4g}", None),
         ], help_texts=["Per-class mean top-1 on images of unseen classes, over all classes.",
                        "The same on images of seen classes.", "Harmonic mean 2us/(u+s).", _HELP_ALPHA])

@@ -32,11 +32,11 @@ def server_is_up(url: str, timeout: float = 1.0) -> bool:
 
 @guarded("The Classify page")
 def render() -> None:
-    st.title("🔎 Classify")
+    st.title("Classify")
     st.caption("Upload an image and type class descriptions: the trained model scores them zero-shot.")
     url = gradio_url()
     if not server_is_up(url):
-        st.warning(f"The classifier server is not answering at {url}.", icon="🔌")
+        st.warning(f"The classifier server is not answering at {url}.", icon=":material/power_off:")
         st.markdown("Start it in a terminal at the repository root (or run `make demo`, which starts everything):")
         st.code(data.GRADIO_COMMAND, language="bash")
         st.caption("If it runs elsewhere, set CLAREL_GRADIO_URL to an address your browser can reach and restart "

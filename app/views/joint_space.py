@@ -21,7 +21,7 @@ _MODALITIES = ("image", "text", "prototype")
 
 @guarded("The Joint space page")
 def render() -> None:
-    st.title("🌌 Joint space")
+    st.title("Joint space")
     st.caption("Images and texts live in one space: an image sits near the captions and the prototype of its "
                "class. Colours are classes (or seen/unseen), shapes are modalities; the layout is UMAP.")
     job = run_picker(require_finished_runs(), key="js_run")
@@ -29,19 +29,20 @@ def render() -> None:
     ev = data.eval_arrays(job)
     if proj is None or ev is None:
         st.warning(f"Run #{job.id} has no stored UMAP projection or evaluation arrays, so there is nothing to plot. "
-                   "The worker stores them at the end of a successful run.", icon="⚠️")
+                   "The worker stores them at the end of a successful run.", icon=":material/warning:")
         return
     dataset, why = data.dataset_for(job)
     if why:
-        st.caption(f"ℹ️ {why}")
+        st.caption(f":material/info: {why}")
     frame = umap_frame(proj, ev.class_names, ev.seen_mask, dataset.captions if dataset is not None else None)
 
     c1, c2, c3, c4 = st.columns([1, 1, 1.4, 2])
     color_by = c1.radio("Colour by", ["class", "group"], key="js_color", horizontal=True,
                         format_func=lambda v: "class" if v == "class" else "seen / unseen")
-    groups = c2.multiselect("Classes seen in training?", ["seen", "unseen"], default=["seen", "unseen"], key="js_groups")
-    modalities = c3.multiselect("Modalities", list(_MODALITIES), default=list(_MODALITIES), key="js_modalities",
-                                format_func=lambda m: figures.MODALITY_NAMES[m])
+    groups = c2.pills("Classes", ["seen", "unseen"], selection_mode="multi", default=["seen", "unseen"],
+                      key="js_groups") or []
+    modalities = c3.pills("Modalities", list(_MODALITIES), selection_mode="multi", default=list(_MODALITIES),
+                          key="js_modalities", format_func=lambda m: {"text": "caption"}.get(m, m)) or []
     classes = c4.multiselect("Only these classes", sorted(frame["class_name"].unique()), key="js_classes",
                              placeholder="all classes")
     shown = filter_points(frame, groups, modalities, classes)
@@ -49,7 +50,7 @@ def render() -> None:
     left, right = st.columns([3, 1.3])
     with left:
         if shown.empty:
-            st.info("No point matches the filters.", icon="ℹ️")
+            st.info("No point matches the filters.", icon=":material/info:")
         else:
             st.caption(f"{len(shown)} of {len(frame)} points · click a point to inspect it")
             event = st.plotly_chart(figures.umap_figure(shown, color_by),

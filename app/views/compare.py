@@ -17,7 +17,7 @@ _PERCENT_COLUMNS = ("H", "u (unseen)", "s (seen)", "ZSL top-1", "H at α=0", "AU
 
 @guarded("The Compare page")
 def render() -> None:
-    st.title("📊 Compare runs")
+    st.title("Compare runs")
     st.caption("Pick runs to see what differs between their configs and how that moved u, s and H.")
     jobs = require_finished_runs()
     by_id = {j.id: j for j in jobs}
@@ -25,7 +25,7 @@ def render() -> None:
                             format_func=lambda i: job_label(by_id[i]))
     selected = [by_id[i] for i in chosen]
     if not selected:
-        st.info("Select at least one run.", icon="ℹ️")
+        st.info("Select at least one run.", icon=":material/info:")
         return
     frame = compare_frame(selected)
     config_cols = differing_keys([j.config for j in selected])
