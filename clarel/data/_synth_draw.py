@@ -124,7 +124,8 @@ def draw_bird(rng: random.Random, look: dict[str, str], pose: dict, size: int) -
     if flying:
         wing = [(0.30, 0.52), (0.22, 0.16), (0.36, 0.10), (0.56, 0.50)]
         d.polygon(poly(wing), fill=wc)
-        stripes = [((0.26 + 0.06 * k, 0.22 + 0.02 * k), (0.40 + 0.05 * k, 0.35 + 0.03 * k)) for k in range(3)]
+        # bars across the raised wing, between its left and right edges at three heights
+        stripes = [((0.24 + (y - 0.16) * 0.22, y), (0.34 + (y - 0.10) * 0.5, y)) for y in (0.22, 0.30, 0.38)]
         spots = [(0.30, 0.22), (0.36, 0.30), (0.42, 0.40), (0.33, 0.40), (0.30, 0.32)]
     else:
         d.polygon(poly(_ellipse_points(0.40, 0.52, 0.18, 0.09, -12)), fill=wc)

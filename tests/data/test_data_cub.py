@@ -120,3 +120,35 @@ def test_splits_are_sorted_unique_indices_and_test_splits_partition_the_images(c
         assert idx.dtype.kind == "i" and np.all(np.diff(idx) > 0), split
     test = np.concatenate([cub_ds.splits[s] for s in ("trainval", "test_seen", "test_unseen")])
     assert sorted(test.tolist()) == list(range(cub_ds.num_images))
+
+
+def test_features_without_the_image_folder_load_with_a_warning(cub_base, tmp_path):
+    import shutil
+
+    root = tmp_path / "cub"
+    (root / "CUB_200_2011").mkdir(parents=True)
+    for name in ("classes.txt", "images.txt", "image_class_labels.txt"):
+        shutil.copy(CUB_FIX / name, root / "CUB_200_2011" / name)
+    (root / "text_c10").symlink_to(cub_base / "text_c10", target_is_directory=True)
+    sdir = root / "xlsa17/data/CUB"
+    sdir.mkdir(parents=True)
+    for name in ("trainvalclasses.txt", "testclasses.txt", "trainclasses1.txt", "valclasses1.txt"):
+        shutil.copy(CUB_FIX / name, sdir / name)
+    shutil.copy(CUB_FIX / "att_splits.mat", sdir / "att_splits.mat")
+    lines = [line.split()[1] for line in (CUB_FIX / "images.txt").read_text().splitlines()]
+    files = np.empty((len(lines), 1), dtype=object)
+    for r, rel in enumerate(lines):
+        files[r, 0] = np.array([f"/x/CUB_200_2011/images/{rel}"])
+    savemat(sdir / "res101.mat", {"features": np.ones((3, len(lines))), "image_files": files})
+    ds = load_dataset(root, use_cache=False)
+    assert ds.features.shape == (11788, 3) and ds.summary()["splits"] == EXPECTED
+    assert any("image folder" in w and "precomputed features" in w for w in ds.warnings)
+    shutil.rmtree(sdir)
+    (sdir).mkdir(parents=True)
+    shutil.copy(CUB_FIX / "att_splits.mat", sdir / "att_splits.mat")
+    shutil.copy(CUB_FIX / "trainclasses1.txt", sdir / "trainclasses1.txt")
+    shutil.copy(CUB_FIX / "valclasses1.txt", sdir / "valclasses1.txt")
+    from clarel.errors import DatasetError
+
+    with pytest.raises(DatasetError, match=r"missing image folder .*images \(and no precomputed features\)"):
+        load_dataset(root, use_cache=False)
