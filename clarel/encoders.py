@@ -180,9 +180,11 @@ class PaperTextEncoder(nn.Module):
             lengths = torch.div(lengths + 1, 2, rounding_mode="floor")  # ceil(len / 2)
         x = x.transpose(1, 2)  # [M, T, C]
         lengths = lengths.clamp(1, x.shape[1])
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.lstm(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # [M, T, 2H]
+        # The LSTM runs in fp32 even under autocast: its recurrence is where bf16 rounding accumulates.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            packed = pack_padded_sequence(x.float(), lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, _ = self.lstm(packed)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # [M, T, 2H]
         mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None])
         pooled = (out * mask.unsqueeze(-1)).sum(1) / lengths.to(x.device).unsqueeze(-1).to(out.dtype)
         return self.proj(self.dropout(pooled))

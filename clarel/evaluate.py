@@ -67,6 +67,33 @@ def build_prototypes(text_emb: torch.Tensor, text_labels: np.ndarray, class_mask
     return protos
 
 
+def score_distances(distances: np.ndarray, labels: np.ndarray, seen_mask: np.ndarray, class_mask: np.ndarray,
+                    alpha: float, gamma: float, alpha_grid, curve_points: int = 101):
+    """Every metric of an `EvalResult` from a distance matrix (pure numpy; no model).
+
+    Returns:
+        ``(metrics, alpha_curve, sweep_curve, stacking_curve)``, see `EvalResult`.
+    """
+    alpha_curve = M.alpha_sweep(distances, labels, seen_mask, alpha_grid, "multiplicative", class_mask)
+    sweep_values = M.dense_values(distances, seen_mask, curve_points, "multiplicative", class_mask)
+    sweep_curve = M.alpha_sweep(distances, labels, seen_mask, sweep_values, "multiplicative", class_mask)
+    stack_values = M.dense_values(distances, seen_mask, curve_points, "stacking", class_mask)
+    stacking_curve = M.alpha_sweep(distances, labels, seen_mask, stack_values, "stacking", class_mask)
+    at = M.gzsl_metrics(distances, labels, seen_mask, alpha, class_mask)
+    at0 = M.gzsl_metrics(distances, labels, seen_mask, 0.0, class_mask)
+    st = M.alpha_sweep(distances, labels, seen_mask, [gamma], "stacking", class_mask)
+    metrics = {
+        "zsl_top1": M.zsl_top1(distances, labels, class_mask & ~seen_mask),
+        "u": at["u"], "s": at["s"], "H": at["H"], "alpha": float(alpha),
+        "u_alpha0": at0["u"], "s_alpha0": at0["s"], "H_alpha0": at0["H"],
+        "alpha_best": M.best_value(alpha_curve), "H_alpha_best": float(alpha_curve.h.max()),
+        "ausuc": M.ausuc(sweep_curve), "ausuc_stacking": M.ausuc(stacking_curve),
+        "gamma": float(gamma), "H_stacking": float(st.h[0]), "u_stacking": float(st.u[0]), "s_stacking": float(st.s[0]),
+        "gamma_best": M.best_value(stacking_curve), "H_gamma_best": float(stacking_curve.h.max()),
+    }
+    return {k: float(v) for k, v in metrics.items()}, alpha_curve, sweep_curve, stacking_curve
+
+
 def evaluate(model: ClarelModel, dataset: ZSLDataset, config: RunConfig, protocol: str = "test",
              alpha: float | None = None, *, gamma: float | None = None,
              inputs: ModelInputs | None = None) -> EvalResult:
@@ -98,7 +125,8 @@ def evaluate(model: ClarelModel, dataset: ZSLDataset, config: RunConfig, protoco
         protos = build_prototypes(txt, dataset.labels[support], proto.class_mask, config.eval.prototype_k, rng)
         valid = ~torch.isnan(protos).any(1)
         dist = torch.full((len(eval_rows), len(protos)), float("inf"), device=img.device)
-        dist[:, valid] = pairwise_distances(img, protos[valid], eps=0.0)
+        # float64: no cancellation error in |a|^2 + |b|^2 - 2ab when distances are small
+        dist[:, valid] = pairwise_distances(img.double(), protos[valid].double(), eps=0.0).float()
     finally:
         model.train(was_training)
     distances = dist.cpu().numpy().astype(np.float32)
@@ -106,27 +134,11 @@ def evaluate(model: ClarelModel, dataset: ZSLDataset, config: RunConfig, protoco
     seen_mask, class_mask = proto.seen_mask.copy(), proto.class_mask & valid.cpu().numpy()
     ec = config.eval
     alpha = alpha if alpha is not None else (ec.alpha if ec.alpha is not None else 0.0)
-    gamma = gamma if gamma is not None else (getattr(ec, "gamma", None) or 0.0)
-
-    alpha_curve = M.alpha_sweep(distances, labels, seen_mask, ec.alpha_grid, "multiplicative", class_mask)
-    sweep_values = M.dense_values(distances, seen_mask, ec.curve_points, "multiplicative", class_mask)
-    sweep_curve = M.alpha_sweep(distances, labels, seen_mask, sweep_values, "multiplicative", class_mask)
-    stack_values = M.dense_values(distances, seen_mask, ec.curve_points, "stacking", class_mask)
-    stacking_curve = M.alpha_sweep(distances, labels, seen_mask, stack_values, "stacking", class_mask)
-    at = M.gzsl_metrics(distances, labels, seen_mask, alpha, class_mask)
-    at0 = M.gzsl_metrics(distances, labels, seen_mask, 0.0, class_mask)
-    st = M.alpha_sweep(distances, labels, seen_mask, [gamma], "stacking", class_mask)
-    metrics = {
-        "zsl_top1": M.zsl_top1(distances, labels, class_mask & ~seen_mask),
-        "u": at["u"], "s": at["s"], "H": at["H"], "alpha": float(alpha),
-        "u_alpha0": at0["u"], "s_alpha0": at0["s"], "H_alpha0": at0["H"],
-        "alpha_best": M.best_value(alpha_curve), "H_alpha_best": float(alpha_curve.h.max()),
-        "ausuc": M.ausuc(sweep_curve), "ausuc_stacking": M.ausuc(stacking_curve),
-        "gamma": float(gamma), "H_stacking": float(st.h[0]), "u_stacking": float(st.u[0]), "s_stacking": float(st.s[0]),
-        "gamma_best": M.best_value(stacking_curve), "H_gamma_best": float(stacking_curve.h.max()),
-    }
+    gamma = gamma if gamma is not None else (ec.gamma if ec.gamma is not None else 0.0)
+    metrics, alpha_curve, sweep_curve, stacking_curve = score_distances(
+        distances, labels, seen_mask, class_mask, alpha, gamma, ec.alpha_grid, ec.curve_points)
     return EvalResult(
-        metrics={k: float(v) for k, v in metrics.items()},
+        metrics=metrics,
         protocol=protocol,
         distances=distances,
         labels=labels,

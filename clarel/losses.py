@@ -11,7 +11,8 @@ def pairwise_distances(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> 
 
     The clamp keeps the gradient finite where a distance is exactly 0.
     """
-    a, b = a.float(), b.float()
+    dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)  # fp32 or fp64
+    a, b = a.to(dtype), b.to(dtype)
     sq = (a * a).sum(1, keepdim=True) + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
     return sq.clamp_min(eps).sqrt()
 

@@ -29,9 +29,12 @@ def _env(**extra):
 
 def test_missing_weights_fail_fast_without_offline_flag(tmp_path):
     # A fresh process *without* HF_HUB_OFFLINE and with an empty HF cache: no network retries.
+    # Imports are done first: under load they alone can take seconds; what must be fast is the call
+    # (the hub client's retry loop would take about a minute).
     code = (
-        "import time; t = time.time()\n"
+        "import time, open_clip, huggingface_hub\n"
         "from clarel.clip_backbone import load_clip\n"
+        "t = time.time()\n"
         "from clarel.errors import WeightsUnavailableError\n"
         "try:\n"
         "    load_clip('ViT-B-32', 'laion2b_s34b_b79k')\n"
