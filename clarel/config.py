@@ -163,12 +163,27 @@ class RunConfig:
             "optim.texts_per_image": self.optim.texts_per_image,
             "eval.prototype_k": self.eval.prototype_k,
             "text.max_len": self.text.max_len,
+            "text.word_dim": self.text.word_dim,
+            "text.rnn_size": self.text.rnn_size,
+            "text.cnn_filters": self.text.cnn_filters,
+            "image.cnn_width": self.image.cnn_width,
+            "image.cnn_depth": self.image.cnn_depth,
+            "image.image_size": self.image.image_size,
+            "optim.class_only_images": self.optim.class_only_images,
         }
         for key, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{key}={value} must be at least 1")
         if self.optim.batch_size < 2:
             raise ConfigError("optim.batch_size must be at least 2: the retrieval loss needs negatives")
+        if self.text.vocab_size < 2:
+            raise ConfigError(f"text.vocab_size={self.text.vocab_size} must be at least 2 (id 0 is padding)")
+        if self.text.cnn_blocks < 0 or self.optim.cpu_threads < 0 or self.optim.n_lr_decay < 0:
+            raise ConfigError("text.cnn_blocks, optim.cpu_threads and optim.n_lr_decay may not be negative")
+        if not self.eval.alpha_grid or min(self.eval.alpha_grid) <= -1:
+            raise ConfigError(f"eval.alpha_grid={list(self.eval.alpha_grid)} must be a non-empty list of values > -1")
+        if self.eval.curve_points < 3:
+            raise ConfigError(f"eval.curve_points={self.eval.curve_points} must be at least 3")
         if self.optim.lr <= 0:
             raise ConfigError(f"optim.lr={self.optim.lr} must be positive")
         if self.text.kind == "clip" and self.image.kind != "clip":
