@@ -141,7 +141,7 @@ def build_app(registry: ModelRegistry) -> gr.Blocks:
             gr.Examples(
                 examples=[[e["image"], e["descriptions"]] for e in examples],
                 inputs=[image, descriptions],
-                label="SynthBirds examples (classify with a synthbirds run)",
+                label="SynthBirds examples (checked with the bundled demo run: unseen species, described by their attributes)",
             )
 
         submit.click(classify, [image, descriptions, model], [label, chart, table, notes], api_name="classify")
@@ -213,6 +213,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--open-clip", action="append", default=None, metavar="MODEL/TAG",
                         help="open_clip entries (repeatable; 'MODEL/random' = random weights); "
                              "default: $CLAREL_GRADIO_OPEN_CLIP or ViT-B-32 laion2b + openai")
+    parser.add_argument("--no-demo-run", action="store_true",
+                        help="do not offer the bundled SynthBirds demo run (assets/examples/demo-run)")
     parser.add_argument("--root-path", default=None, help="URL prefix when served behind a proxy")
     args = parser.parse_args(argv)
 
@@ -220,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     registry = ModelRegistry(
         db_url=args.db_url, run_dirs=tuple(args.run),
         open_clip=tuple(args.open_clip) if args.open_clip else open_clip_specs_from_env(),
+        bundled_run=not args.no_demo_run,
     )
     demo = build_app(registry)
     demo.queue(default_concurrency_limit=2)

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
+DEMO_RUN = EXAMPLES_DIR / "demo-run"  # the bundled run the examples were checked with (model weights only)
+_RUN_FILES = ("config.json", "vocab.json", "final_metrics.json")
 
 # Attribute order of a description (size goes first, as in "a small bird with ...").
 _COLOUR_PARTS = {
@@ -76,7 +78,7 @@ def _article(phrase: str) -> str:
 @dataclass(frozen=True)
 class Species:
     name: str
-    split: str  # "train" | "val" | "test" (unseen) in the manifest
+    split: str  # "train" | "val" | "unseen" in the manifest
     family: int
     attributes: dict[str, str]
 
@@ -87,12 +89,37 @@ def load_species(dataset_root: Path) -> list[Species]:
     return [Species(s["name"], s["split"], s["family"], s["attributes"]) for s in manifest["species"]]
 
 
-def description_set(target: Species, others: list[Species]) -> str:
-    """``Name: description`` lines for the target and the distractors, in a shuffled order."""
-    keys = ("size", "crown_color", "wing_color", "wing_pattern", "breast_color", "belly_color", "tail_color")
+BASE_KEYS = ("size", "crown_color", "wing_color", "wing_pattern", "breast_color", "belly_color", "tail_color")
+
+
+def description_set(target: Species, others: list[Species], mention_differences: bool = False) -> str:
+    """``Name: description`` lines for the target and the distractors, in a shuffled order.
+
+    Every line mentions the size, the plumage colours and the wing pattern; with
+    `mention_differences` also any attribute in which the species of the set differ (close
+    relatives differ only in a few, possibly not in plumage). Lines stay near the 30 words a
+    SynthBirds run reads.
+    """
+    keys = BASE_KEYS
+    if mention_differences:
+        differing = {a for sp in others for a, v in sp.attributes.items() if target.attributes.get(a) != v}
+        keys = BASE_KEYS + tuple(sorted(differing - set(BASE_KEYS)))
     lines = [f"{sp.name}: {describe_species(sp.attributes, keys)}" for sp in [target, *others]]
     random.Random(target.name).shuffle(lines)
     return "\n".join(lines)
+
+
+def bundle_run(run_dir: Path, dest: Path) -> None:
+    """Copy a run folder's config, vocabulary, final metrics and model weights (not the optimizer)."""
+    import torch
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in _RUN_FILES:
+        if (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, dest / name)
+    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    slim = {k: v for k, v in state.items() if k not in ("optimizer", "torch_rng", "np_rng")}
+    torch.save(slim, dest / "checkpoint.pt")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,8 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default=None, help="SynthBirds root (default: the run's data.root)")
     parser.add_argument("--out", default=str(EXAMPLES_DIR))
     parser.add_argument("--sets", type=int, default=4, help="examples to write")
+    parser.add_argument("--fine", type=int, default=1,
+                        help="of these, sets whose distractors are the target's close relatives (same family)")
     parser.add_argument("--distractors", type=int, default=4, help="other species per description set")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bundle", action="store_true",
+                        help=f"also copy the run (weights only, no optimizer state) to {DEMO_RUN.relative_to(EXAMPLES_DIR.parent.parent)}")
+    parser.add_argument("--min-rate", type=float, default=0.5,
+                        help="use a species as an example only if the run gets at least this share of its "
+                             "test images right (so the examples are typical, not lucky)")
     args = parser.parse_args(argv)
 
     from clarel.config import RunConfig
@@ -120,16 +154,22 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    unseen = [s for s in species if s.split == "test"]
+    unseen = [s for s in species if s.split in ("unseen", "test")]
     rng.shuffle(unseen)
     examples, tried, correct = [], 0, 0
     test_unseen = dataset.splits["test_unseen"]
     for target in unseen:
         if len(examples) >= args.sets:
             break
-        others = [s for s in species if s.family != target.family]
-        distractors = rng.sample(others, args.distractors)
-        text = description_set(target, distractors)
+        fine = len(examples) < args.fine
+        if fine:
+            distractors = [s for s in species if s.family == target.family and s.name != target.name]
+            if len(distractors) < 2:
+                continue
+        else:
+            others = [s for s in species if s.family != target.family]
+            distractors = rng.sample(others, args.distractors)
+        text = description_set(target, distractors, mention_differences=fine)
         cls = dataset.class_names.index(target.name) if target.name in dataset.class_names else None
         if cls is None:
             continue
@@ -143,15 +183,21 @@ def main(argv: list[str] | None = None) -> int:
             correct += ok
             if ok:
                 hits.append((float(np.max(pred.probabilities)), path))
-        print(f"{target.name}: {len(hits)}/{len(images)} test images correct among {args.distractors + 1} classes")
-        if not hits:
+        kind = "close relatives" if fine else "other families"
+        print(f"{target.name}: {len(hits)}/{len(images)} test images correct among {len(distractors) + 1} "
+              f"classes ({kind})")
+        if not hits or len(hits) < args.min_rate * len(images):
             continue
         _, best = hits[len(hits) // 2]  # a typical correct image, not the most confident one
         file = re.sub(r"[^a-z0-9]+", "_", target.name.lower()).strip("_") + best.suffix
         shutil.copyfile(best, out / file)
         examples.append({"image": file, "descriptions": text, "expected": target.name, "source": best.name,
-                         "correct_images": f"{len(hits)}/{len(images)}"})
+                         "correct_images": f"{len(hits)}/{len(images)}",
+                         "distractors": "close relatives" if fine else "other families"})
     (out / "examples.json").write_text(json.dumps(examples, indent=2) + "\n")
+    if args.bundle:
+        bundle_run(run_dir, out / DEMO_RUN.name)
+        print(f"bundled the run's weights in {out / DEMO_RUN.name}")
     print(f"wrote {len(examples)} examples to {out}; {correct}/{tried} candidate images classified correctly")
     return 0 if examples else 1
 

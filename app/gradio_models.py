@@ -8,6 +8,7 @@ a clear message instead of answers from a model that no longer exists on disk.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -23,6 +24,9 @@ logger = logging.getLogger(__name__)
 # open_clip entries offered by default: the weights the clip presets use, then OpenAI's.
 DEFAULT_OPEN_CLIP = ("ViT-B-32/laion2b_s34b_b79k", "ViT-B-32/openai")
 RANDOM_TAGS = ("random", "none")  # "ViT-S-32/random": random init, for plumbing tests only
+# The small SynthBirds run the shipped examples were checked with (weights only, ~1.3 MB), offered
+# so that the tab classifies something sensible before anyone has trained a run.
+BUNDLED_RUN = Path(__file__).resolve().parent.parent / "assets" / "examples" / "demo-run"
 
 
 class ModelUnavailable(Exception):
@@ -61,9 +65,12 @@ class ModelRegistry:
         run_dirs: tuple[str, ...] = (),
         open_clip: tuple[str, ...] = DEFAULT_OPEN_CLIP,
         device: str = "cpu",
+        bundled_run: bool = True,
     ) -> None:
         self._db_url = db_url
-        self._run_dirs = tuple(str(Path(d).resolve()) for d in run_dirs)
+        self._bundled = str(BUNDLED_RUN.resolve()) if bundled_run and (BUNDLED_RUN / "checkpoint.pt").is_file() else ""
+        extra = tuple(str(Path(d).resolve()) for d in run_dirs)
+        self._run_dirs = extra + ((self._bundled,) if self._bundled and self._bundled not in extra else ())
         self._open_clip = tuple(open_clip)
         self._device = device
         self._store: Any = None
@@ -105,11 +112,7 @@ class ModelRegistry:
                     continue
                 choices.append(_run_choice(job))
         for run_dir in self._run_dirs:
-            name = Path(run_dir).name
-            choices.append(
-                ModelChoice(key=f"dir:{run_dir}", label=f"CLAREL run folder {name}", kind="clarel",
-                            available=True, run_dir=run_dir, preset=_preset_of_dir(run_dir))
-            )
+            choices.append(_dir_choice(run_dir, bundled=run_dir == self._bundled))
         for spec in self._open_clip:
             choices.append(_open_clip_choice(spec))
         self.last_listing_note = "; ".join(n for n in notes if n)
@@ -233,13 +236,21 @@ def _run_choice(job: Any) -> ModelChoice:
                        preset=job.preset, run_dir=str(job.run_dir), created=str(job.created_at))
 
 
-def _preset_of_dir(run_dir: str) -> str:
+def _dir_choice(run_dir: str, bundled: bool) -> ModelChoice:
+    folder = Path(run_dir)
+    preset, metrics = "", {}
     try:
-        import json
-
-        return json.loads((Path(run_dir) / "config.json").read_text()).get("preset", "")
-    except Exception:
-        return ""
+        preset = json.loads((folder / "config.json").read_text()).get("preset", "")
+        if (folder / "final_metrics.json").is_file():
+            metrics = json.loads((folder / "final_metrics.json").read_text())
+    except (OSError, ValueError) as e:  # shown as loadable; loading gives the precise error
+        logger.warning("cannot read %s: %s", folder, e)
+    label = "CLAREL bundled SynthBirds demo run (assets/examples/demo-run)" if bundled else f"CLAREL run folder {folder.name}"
+    parts = [f"{k} {metrics[k]:.2f}" for k in ("zsl_top1", "H") if isinstance(metrics.get(k), int | float)]
+    if parts:
+        label += " · " + ", ".join(parts)
+    return ModelChoice(key=f"dir:{run_dir}", label=label, kind="clarel", available=True, run_dir=run_dir,
+                       preset=preset)
 
 
 def _split_open_clip(spec: str) -> tuple[str, str | None]:

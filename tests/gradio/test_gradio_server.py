@@ -11,9 +11,13 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
+from app.gradio_app import load_examples
+from app.gradio_models import BUNDLED_RUN
+
 pytestmark = pytest.mark.slow
 
 RANDOM_CLIP = "open_clip:ViT-S-32/random"
+DEMO = f"dir:{BUNDLED_RUN.resolve()}"
 TWO = "Red: a small bird with a red crown and red wings\nBlue: a large bird with a blue crown and blue wings"
 
 
@@ -55,11 +59,30 @@ def test_model_picker_lists_store_runs_and_open_clip(gradio_client, gradio_env):
     laion = by_key["open_clip:ViT-B-32/laion2b_s34b_b79k"]
     assert not laion["available"] and "huggingface.co/laion" in laion["reason"]
     assert by_key[f"dir:{gradio_env.doomed_run}"]["available"]
-    # The dropdown the page shows offers the same keys, the store run selected by default.
+    demo = by_key[DEMO]
+    assert demo["available"] and demo["preset"] == "synthbirds" and "bundled" in demo["label"]
+    # The dropdown the page shows offers the same keys; a synthbirds run is selected by default.
     dropdown, info = gradio_client.predict(api_name="/refresh_models")
-    assert dropdown["value"] == f"run:{gradio_env.job_id}"
+    assert dropdown["value"] == DEMO
     assert [key for _, key in dropdown["choices"]] == [m["key"] for m in models]
-    assert str(gradio_env.run_dir) in info
+    assert str(BUNDLED_RUN.resolve()) in info
+
+
+EXAMPLES = load_examples()
+
+
+def test_examples_are_shipped():
+    assert len(EXAMPLES) >= 3
+    for example in EXAMPLES:
+        names = [line.split(":", 1)[0] for line in example["descriptions"].splitlines()]
+        assert example["expected"] in names and len(names) >= 3
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e["expected"] for e in EXAMPLES])
+def test_example_is_classified_correctly_by_the_demo_run(gradio_client, example):
+    label, _, table, _ = _classify(gradio_client, example["image"], example["descriptions"], DEMO)
+    assert label["label"] == example["expected"]
+    assert all(isinstance(row[2], float) for row in table["data"])  # CLAREL distances shown
 
 
 def test_classify_with_a_store_run_gives_distances(gradio_client, gradio_env, images):
