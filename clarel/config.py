@@ -84,6 +84,7 @@ class EvalConfig:
     alpha: float | None = None  # fixed alpha*; None = choose on the validation protocol
     alpha_selection: str = "val_run"  # "val_run": train a twin on the val protocol | "fixed" | "none"
     gamma: float | None = None  # calibrated-stacking offset; None = chosen by the val run (else 0)
+    val_run_parallel: bool = False  # CPU: train the val-protocol twin in a second process at the same time
     curve_points: int = 101  # points of the seen-unseen curve (AUSUC)
     umap_cap: int = 3000  # max points of each modality in the stored UMAP projection
     seed: int = 0  # prototype sampling seed
@@ -226,7 +227,7 @@ def _preset_synthbirds() -> RunConfig:
         text=TextEncoderConfig(kind="paper", word_dim=32, cnn_filters=32, cnn_blocks=2, rnn_size=64, vocab_size=2000),
         optim=OptimConfig(steps=500, batch_size=32, lr=0.1, n_lr_decay=2, eval_every=0,
                           checkpoint_every=250, cpu_threads=1),
-        eval=EvalConfig(prototype_k=100, alpha_selection="val_run"),
+        eval=EvalConfig(prototype_k=100, alpha_selection="val_run", val_run_parallel=True),
     )
 
 

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from clarel import errors as errors_module
 from clarel.config import RunConfig
 from clarel.data.dataset import ZSLDataset
-from clarel.errors import ConfigError, NonFiniteLossError, TrainingInterrupted
+from clarel.errors import ClarelError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from clarel.evaluate import evaluate
 from clarel.inputs import ModelInputs, prepare_inputs
 from clarel.losses import clarel_loss
@@ -223,33 +224,104 @@ def train(config: RunConfig, out_dir: Path | str, callbacks: Sequence[Callback] 
         cb.on_progress(0.0, "loading dataset")
     if dataset is None:
         dataset = _load_dataset(config)
-    alpha, gamma, start = ec.alpha, ec.gamma, 0.0
-    extra: dict[str, float] = {}
-    if ec.alpha_selection == "val_run" and ec.alpha is None and config.data.protocol == "test":
+    if not (ec.alpha_selection == "val_run" and ec.alpha is None and config.data.protocol == "test"):
+        result = _train_one(config, out_dir, cbs, dataset, should_stop, resume,
+                            lambda: (ec.alpha or 0.0, ec.gamma or 0.0, {}))
+    else:
         val_cfg = config.with_overrides({"data.protocol": "val", "eval.alpha_selection": "none",
                                          "name": f"{config.name}-val"})
-        log.info("alpha selection: training a twin on the validation protocol in %s", out_dir / "val_run")
-        val = _train_one(val_cfg, out_dir / "val_run", [_Scaled(cbs, 0.0, 0.5, "val run: ", only_progress=True)],
-                         dataset, should_stop, resume, 0.0, 0.0)
-        alpha = val.metrics["alpha_best"]
-        gamma = val.metrics["gamma_best"] if gamma is None else gamma
-        extra = {"val_H_alpha0": val.metrics["H_alpha0"], "val_H_alpha_best": val.metrics["H_alpha_best"],
-                 "val_zsl_top1": val.metrics["zsl_top1"], "val_train_seconds": val.metrics["train_seconds"]}
-        log.info("alpha* = %.4g (val H %.3f -> %.3f), gamma* = %.4g", alpha, val.metrics["H_alpha0"],
-                 val.metrics["H_alpha_best"], gamma)
-        start = 0.5
-    result = _train_one(config, out_dir, [_Scaled(cbs, start, 1.0 - start)], dataset, should_stop, resume,
-                        alpha or 0.0, gamma or 0.0)
-    if extra:
-        result.metrics.update(extra)
-        _atomic_write(out_dir / "final_metrics.json", json.dumps(result.metrics, indent=2, sort_keys=True))
+        val_dir = out_dir / "val_run"
+        log.info("alpha selection: training a twin on the validation protocol in %s", val_dir)
+        if ec.val_run_parallel and resolve_device(config.optim.device).type == "cpu":
+            result = _train_with_parallel_twin(config, val_cfg, out_dir, val_dir, cbs, dataset, should_stop, resume)
+        else:
+            val = _train_one(val_cfg, val_dir, [_Scaled(cbs, 0.0, 0.5, "val run: ", only_progress=True)],
+                             dataset, should_stop, resume, lambda: (0.0, 0.0, {}))
+            selected = _selection(config, val.metrics)
+            result = _train_one(config, out_dir, [_Scaled(cbs, 0.5, 0.5)], dataset, should_stop, resume,
+                                lambda: selected)
     for cb in cbs:
         cb.on_progress(1.0, "done")
     return result
 
 
+def _selection(config: RunConfig, val_metrics: dict[str, float]) -> tuple[float, float, dict[str, float]]:
+    """(alpha*, gamma*, extra metrics) from the val-protocol twin's final metrics."""
+    alpha = val_metrics["alpha_best"]
+    gamma = val_metrics["gamma_best"] if config.eval.gamma is None else config.eval.gamma
+    log.info("alpha* = %.4g (val H %.3f -> %.3f), gamma* = %.4g", alpha, val_metrics["H_alpha0"],
+             val_metrics["H_alpha_best"], gamma)
+    extra = {"val_H_alpha0": val_metrics["H_alpha0"], "val_H_alpha_best": val_metrics["H_alpha_best"],
+             "val_zsl_top1": val_metrics["zsl_top1"], "val_train_seconds": val_metrics["train_seconds"]}
+    return alpha, gamma, extra
+
+
+def _train_with_parallel_twin(config: RunConfig, val_cfg: RunConfig, out_dir: Path, val_dir: Path,
+                              cbs: list[Callback], dataset: ZSLDataset, should_stop: Callable[[], bool] | None,
+                              resume: bool) -> TrainResult:
+    """Train the val-protocol twin in a spawned process while this one trains the test run.
+
+    Only the final evaluation of the test run needs the twin's alpha, so on a CPU with spare
+    cores the two trainings overlap (``eval.val_run_parallel``; pair it with ``optim.cpu_threads``).
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    stop, queue = ctx.Event(), ctx.Queue()
+    proc = ctx.Process(target=_twin_main, name="clarel-val-run", daemon=True,
+                       args=(val_cfg.to_json(), str(val_dir), dataset, resume, stop, queue))
+    proc.start()
+
+    def stop_both() -> bool:
+        if should_stop is not None and should_stop():
+            stop.set()
+            return True
+        return False
+
+    def wait_for_twin() -> tuple[float, float, dict[str, float]]:
+        for cb in cbs:
+            cb.on_progress(0.96, "waiting for the val run (alpha selection)")
+        while True:
+            try:
+                kind, payload = queue.get(timeout=0.5)
+                break
+            except Exception:  # queue.Empty
+                if stop_both():
+                    raise TrainingInterrupted("training stopped while waiting for the val run") from None
+                if not proc.is_alive() and queue.empty():
+                    raise ClarelError(f"the val-protocol run (alpha selection) died with exit code {proc.exitcode}; "
+                                      f"see {val_dir}") from None
+        proc.join(timeout=30)
+        if kind == "ok":
+            return _selection(config, payload)
+        error_cls = getattr(errors_module, payload[0], ClarelError)
+        raise (error_cls if isinstance(error_cls, type) and issubclass(error_cls, ClarelError) else ClarelError)(
+            f"val-protocol run (alpha selection): {payload[1]}")
+
+    try:
+        return _train_one(config, out_dir, cbs, dataset, stop_both, resume, wait_for_twin)
+    except BaseException:
+        stop.set()
+        proc.join(timeout=60)
+        if proc.is_alive():
+            proc.terminate()
+        raise
+
+
+def _twin_main(config_json: str, val_dir: str, dataset: ZSLDataset, resume: bool, stop, queue) -> None:
+    """Entry point of the spawned val-protocol twin: train, then send ("ok", metrics) or ("error", ...)."""
+    try:
+        config = RunConfig.from_json(config_json)
+        result = _train_one(config, Path(val_dir), [], dataset, stop.is_set, resume, lambda: (0.0, 0.0, {}))
+        queue.put(("ok", dict(result.metrics)))
+    except BaseException as e:  # report everything; the parent re-raises it
+        queue.put(("error", (type(e).__name__, str(e))))
+
+
 def _train_one(config: RunConfig, out_dir: Path, cbs: list[Callback], dataset: ZSLDataset,
-               should_stop: Callable[[], bool] | None, resume: bool, alpha: float, gamma: float) -> TrainResult:
+               should_stop: Callable[[], bool] | None, resume: bool,
+               selection: Callable[[], tuple[float, float, dict[str, float]]]) -> TrainResult:
+    """Train one model and evaluate it at ``selection()``'s (alpha, gamma); extras join the metrics."""
     out_dir.mkdir(parents=True, exist_ok=True)
     o = config.optim
     device = resolve_device(o.device)
@@ -349,11 +421,12 @@ def _train_one(config: RunConfig, out_dir: Path, cbs: list[Callback], dataset: Z
             checkpoint()
     train_seconds = time.perf_counter() - t0
     checkpoint()
-    progress(0.96, "final evaluation")
+    alpha, gamma, extra = selection()
+    progress(0.97, "final evaluation")
     evaluation = evaluate(model, dataset, config, config.data.protocol, alpha=alpha, gamma=gamma, inputs=inputs)
     history.append(_record_eval(out_dir, step, evaluation.metrics, cbs))
     metrics = dict(evaluation.metrics)
-    metrics.update(train_seconds=train_seconds, steps=float(step))
+    metrics.update(train_seconds=train_seconds, steps=float(step), **extra)
     _atomic_write(out_dir / "final_metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
     model.eval()
     return TrainResult(config=config, out_dir=out_dir, checkpoint=ckpt_path, metrics=metrics,

@@ -176,3 +176,14 @@ def test_word2vec_vectors_are_loaded_and_frozen(small_synth, tmp_path):
         train(tiny_config(**{"text.word2vec_path": str(path), "text.word_dim": 8}), tmp_path / "r2", dataset=small_synth)
     with pytest.raises(ConfigError, match="does not exist"):
         train(tiny_config(**{"text.word2vec_path": str(tmp_path / "none.bin")}), tmp_path / "r3", dataset=small_synth)
+
+
+@pytest.mark.slow
+def test_parallel_val_twin_matches_sequential(small_synth, tmp_path):
+    base = {"eval.alpha_selection": "val_run", "optim.steps": 4, "optim.cpu_threads": 1}
+    seq = train(tiny_config(**base), tmp_path / "seq", dataset=small_synth)
+    par = train(tiny_config(**base, **{"eval.val_run_parallel": True}), tmp_path / "par", dataset=small_synth)
+    assert par.metrics["alpha"] == seq.metrics["alpha"]
+    assert par.metrics["val_H_alpha_best"] == seq.metrics["val_H_alpha_best"]
+    assert np.array_equal(par.evaluation.distances, seq.evaluation.distances)
+    assert (tmp_path / "par" / "val_run" / "final_metrics.json").is_file()
