@@ -99,14 +99,14 @@ def slider_options(ev: Any) -> tuple[list[float], float]:
     """(the alpha values the slider stops at, the default alpha*), ascending.
 
     The stops are the stored dense sweep (quantiles of the alphas at which single images switch
-    from a seen to an unseen prediction), plus 0, the selection grid and alpha*. Quantile stops
+    from a seen to an unseen prediction; the selection grid if there is none), plus 0 and alpha*. Quantile stops
     make every slider step move about as many predictions, whatever the scale of the distances;
     the lowest stop (possibly negative: seen classes favoured) predicts almost everything seen and
     the highest almost everything unseen.
     """
     chosen = _round(float(ev.alpha or 0.0))
-    values = [np.asarray(c.values, dtype=float) for c in (ev.sweep_curve, ev.alpha_curve)
-              if c is not None and len(c.values)]
+    curve = ev.sweep_curve if ev.sweep_curve is not None and len(ev.sweep_curve.values) else ev.alpha_curve
+    values = [] if curve is None else [np.asarray(curve.values, dtype=float)]
     pool = np.concatenate([*values, [0.0, chosen]])
     pool = pool[np.isfinite(pool)]
     options = sorted({_round(v) for v in pool})
@@ -314,12 +314,11 @@ def jobs_frame(jobs: Sequence[Any]) -> pd.DataFrame:
             "progress": float(j.progress or 0.0),
             "status": j.progress_message or (j.error_summary or ""),
             "ETA": format_eta(j.eta_seconds) if j.state == "RUNNING" else "",
-            "H": m.get("H"), "attempts": f"{j.attempts}/{j.max_attempts}",
+            "H": f"{m['H']:.1%}" if m.get("H") is not None else "", "attempts": f"{j.attempts}/{j.max_attempts}",
             "created": j.created_at,
         })
     frame = pd.DataFrame(rows, columns=["id", "name", "preset", "state", "progress", "status", "ETA", "H",
                                         "attempts", "created"])
-    frame["H"] = pd.to_numeric(frame["H"], errors="coerce")
     return frame
 
 

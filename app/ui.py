@@ -97,7 +97,8 @@ def worker_status(compact: bool = False) -> bool:
 
 def demo_panel(jobs: Sequence[Any]) -> None:
     """First start: one clear action that trains the demo model on SynthBirds, then its progress."""
-    demo = next((j for j in jobs if j.preset == DEMO_PRESET and j.state in data.ACTIVE), None)
+    active = [j for j in jobs if j.state in data.ACTIVE]
+    demo = next((j for j in active if j.preset == DEMO_PRESET), active[-1] if active else None)
     with st.container(border=True):
         st.subheader(":material/waving_hand: No trained model yet")
         if demo is None:
@@ -111,6 +112,7 @@ def demo_panel(jobs: Sequence[Any]) -> None:
                 st.toast(f"Queued job #{ids[0]}")
                 st.rerun()
         else:
+            st.markdown(f"Training **{demo.name}** (job #{demo.id}); the pages fill in as soon as it finishes.")
             _demo_progress(demo.id)
         worker_status()
 
@@ -119,7 +121,7 @@ def demo_panel(jobs: Sequence[Any]) -> None:
 def _demo_progress(job_id: int) -> None:
     with boundary("Reading the demo job"):
         job = data.store().get_job(job_id)
-        if job.state == data.FINISHED:
+        if job.state not in data.ACTIVE:  # finished (pages fill in) or failed (the button comes back)
             st.rerun(scope="app")
         progress_bar(job)
 

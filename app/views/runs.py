@@ -23,11 +23,13 @@ def render() -> None:
     jobs = data.store().list_jobs()
     if not any(j.state == data.FINISHED for j in jobs):
         demo_panel(jobs)
+    notice = st.session_state.pop("launch_notice", None)
+    if notice:
+        st.success(notice, icon=":material/check_circle:")
     with st.expander("Launch a training job", expanded=not jobs, icon=":material/add_circle:"):
         _launch_form()
     _queue()
-    if jobs:
-        _details()
+    _details()
 
 
 def _preset_defaults(preset: str) -> dict[str, Any]:
@@ -75,7 +77,8 @@ def _launch_form() -> None:
             ids = data.store().submit(preset, overrides or None, name=name.strip() or None, sweep=sweep,
                                       seeds=int(seeds))
             st.session_state["runs_pending"] = ids[0]
-            st.success(f"Queued {len(ids)} job(s): " + ", ".join(f"#{i}" for i in ids))
+            st.session_state["launch_notice"] = f"Queued {len(ids)} job(s): " + ", ".join(f"#{i}" for i in ids)
+            st.rerun()  # the whole page, so the queue, the details and the first-start panel see the new jobs
 
 
 @st.fragment(run_every=2)
@@ -92,7 +95,6 @@ def _queue() -> None:
         frame["state"] = [f"{STATE_ICONS.get(s, '')} {s.lower()}" for s in frame["state"]]
         st.dataframe(frame, hide_index=True, width="stretch", key="runs_table", column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
-            "H": st.column_config.NumberColumn("H", format="percent"),
             "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
         })
 
@@ -110,8 +112,8 @@ def _details() -> None:
             st.session_state["runs_job"] = st.session_state.pop("runs_pending")
         if st.session_state.get("runs_job") not in ids:
             st.session_state["runs_job"] = ids[0]
-        job_id = st.selectbox("Run", ids, key="runs_job",
-                              format_func=lambda i: f"#{i} {by_id[i].name} · {by_id[i].state.lower()}")
+        # Labels without the state: the browser keeps an option's first label while the fragment polls.
+        job_id = st.selectbox("Run", ids, key="runs_job", format_func=lambda i: f"#{i} {by_id[i].name}")
         job = by_id[job_id]
         _job_summary(job)
         _job_actions(job)
@@ -124,12 +126,15 @@ def _details() -> None:
 
 def _job_summary(job: Any) -> None:
     m = job.final_metrics or {}
+    color = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "blue", "QUEUED": "gray"}.get(job.state, "orange")
+    st.markdown(f":{color}-badge[{STATE_ICONS.get(job.state, '')} {job.state.lower()}] "
+                f"&nbsp; preset **{job.preset or '–'}** · device **{job.device or '–'}** · "
+                f"attempt {job.attempts}/{job.max_attempts}")
     metric_row([
-        ("State", f"{STATE_ICONS.get(job.state, '')} {job.state.lower()}", None),
         ("H", f"{m['H']:.1%}" if "H" in m else "–", None),
-        ("u / s", f"{m['u']:.1%} / {m['s']:.1%}" if "u" in m and "s" in m else "–", None),
-        ("Device", job.device or "–", None),
-        ("Attempts", f"{job.attempts}/{job.max_attempts}", None),
+        ("u (unseen)", f"{m['u']:.1%}" if "u" in m else "–", None),
+        ("s (seen)", f"{m['s']:.1%}" if "s" in m else "–", None),
+        ("α*", f"{m['alpha']:.4g}" if "alpha" in m else "–", None),
     ])
     if job.state in data.ACTIVE:
         progress_bar(job)

@@ -197,7 +197,7 @@ def test_compare_and_sweep_points():
     fig = figures.sweep_figure(points, "κ", "H", paper_curve("cub", "loss.kappa"), paper_headline("cub")["H"])
     assert len(fig.data) == 2 and list(fig.data[0].error_y.array) == pytest.approx([100 * points.loc[0, "std"], 0])
     queue = logic.jobs_frame(jobs)
-    assert list(queue["id"]) == [1, 2, 3, 4] and queue.loc[0, "H"] == 0.40
+    assert list(queue["id"]) == [1, 2, 3, 4] and queue.loc[0, "H"] == "40.0%" and queue.loc[3, "H"] == ""
 
 
 def test_paper_reference_numbers():
