@@ -215,10 +215,17 @@ def main(argv: list[str] | None = None) -> None:
                              "default: $CLAREL_GRADIO_OPEN_CLIP or ViT-B-32 laion2b + openai")
     parser.add_argument("--no-demo-run", action="store_true",
                         help="do not offer the bundled SynthBirds demo run (assets/examples/demo-run)")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch CPU threads for inference (default 1: one image at a time is fastest on a "
+                             "busy machine and leaves the cores to the training worker; 0 = torch's default)")
     parser.add_argument("--root-path", default=None, help="URL prefix when served behind a proxy")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     registry = ModelRegistry(
         db_url=args.db_url, run_dirs=tuple(args.run),
         open_clip=tuple(args.open_clip) if args.open_clip else open_clip_specs_from_env(),

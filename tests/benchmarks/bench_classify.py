@@ -7,8 +7,9 @@ load + 20 text embeddings), warm calls with cached description embeddings (the n
 trying several images against one description set), warm calls with 20 new descriptions each
 time (cache miss), and with ``--url`` the same request through a running Gradio server.
 
-The run: ``--run``, else the newest SUCCEEDED ``synthbirds`` run in the store, else
-``$CLAREL_HOME/runs/bench-synthbirds`` (trained with the ``synthbirds`` preset if missing: minutes).
+The run: ``--run``, else the newest SUCCEEDED ``synthbirds`` run in the store, else the bundled
+demo run (``assets/examples/demo-run``), else ``$CLAREL_HOME/runs/bench-synthbirds`` (trained with
+the ``synthbirds`` preset if missing: minutes).
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ def find_run(explicit: str | None) -> Path:
             if job.state == "SUCCEEDED" and job.preset == "synthbirds" and job.run_dir:
                 if (Path(job.run_dir) / "checkpoint.pt").is_file():
                     return Path(job.run_dir)
-    except Exception as e:  # no store yet: fall through to the benchmark's own run
+    except Exception as e:  # no store yet: fall through to the bundled run
         print(f"(run store not usable: {e})")
+    from app.gradio_models import BUNDLED_RUN
+
+    if (BUNDLED_RUN / "checkpoint.pt").is_file():
+        return BUNDLED_RUN
     from clarel.paths import runs_dir
 
     run = runs_dir() / "bench-synthbirds"
@@ -48,19 +53,22 @@ def find_run(explicit: str | None) -> Path:
     return run
 
 
-def twenty_descriptions(run: Path, offset: int = 0) -> list[str]:
-    """20 ``Name: description`` lines of SynthBirds species (the run's dataset) in caption words."""
-    from app.gradio_examples import describe_species, load_species
-    from clarel.config import RunConfig
-    from clarel.paths import default_dataset_root
+def twenty_descriptions(offset: int = 0) -> list[str]:
+    """20 ``Name: description`` lines in SynthBirds caption words (random species, seeded)."""
+    import random
 
-    config = RunConfig.from_json((run / "config.json").read_text())
-    root = Path(config.data.root or default_dataset_root(config.data.dataset))
-    species = load_species(root)
-    keys = ("size", "crown_color", "wing_color", "wing_pattern", "breast_color", "belly_color", "tail_color")
-    picked = [species[(offset + i) % len(species)] for i in range(20)]
-    return [f"{sp.name} {offset}: {describe_species(sp.attributes, keys)} {offset}" if offset else
-            f"{sp.name}: {describe_species(sp.attributes, keys)}" for sp in picked]
+    from app.gradio_examples import describe_species
+
+    colours = ("red", "orange", "yellow", "green", "blue", "purple", "brown", "black", "white", "grey")
+    rng = random.Random(offset)
+    lines = []
+    for i in range(20):
+        attrs = {k: rng.choice(colours) for k in ("crown_color", "wing_color", "breast_color", "belly_color",
+                                                   "tail_color")}
+        attrs["wing_pattern"] = rng.choice(("solid", "barred", "spotted"))
+        attrs["size"] = rng.choice(("small", "medium", "large"))
+        lines.append(f"Species {offset}-{i}: {describe_species(attrs, tuple(attrs))}")
+    return lines
 
 
 def bench_image(run: Path) -> Path:
@@ -88,7 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", default=None)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--url", default=None, help="also time /classify on this running Gradio server")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1, like the Gradio server; 0: torch's default)")
     args = parser.parse_args(argv if argv is not None else [])
 
     import torch
@@ -99,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     run = find_run(args.run)
     image = bench_image(run)
-    descriptions = twenty_descriptions(run)
+    descriptions = twenty_descriptions()
     print(f"run {run} | image {image.name} | {len(descriptions)} descriptions | torch threads {torch.get_num_threads()}")
 
     t0 = time.perf_counter()
@@ -118,11 +127,25 @@ def main(argv: list[str] | None = None) -> None:
 
     cold_text = []
     for i in range(1, min(args.repeats, 10) + 1):
-        fresh = twenty_descriptions(run, offset=i)
+        fresh = twenty_descriptions(offset=i)
         t = time.perf_counter()
         clf.classify(image, fresh)
         cold_text.append(time.perf_counter() - t)
     print(f"warm model, 20 new descriptions each call ({len(cold_text)} calls): {_ms(cold_text)}")
+
+    import tempfile
+
+    import PIL.Image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        big = Path(tmp) / "photo.jpg"
+        PIL.Image.open(image).convert("RGB").resize((3000, 2250)).save(big, quality=90)
+        photo = []
+        for _ in range(min(args.repeats, 10)):
+            t = time.perf_counter()
+            clf.classify(big, descriptions)
+            photo.append(time.perf_counter() - t)
+    print(f"warm, cached descriptions, 3000x2250 JPEG (decode + downscale) ({len(photo)} calls): {_ms(photo)}")
 
     if args.url:
         from gradio_client import Client, handle_file

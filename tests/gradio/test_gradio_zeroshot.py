@@ -111,6 +111,17 @@ def test_load_image_downscales_huge_with_note():
     assert notes and "4000x1000" in notes[0] and "1024x256" in notes[0]
 
 
+def test_load_image_big_jpeg_and_exif_rotation():
+    photo = PIL.Image.new("RGB", (3000, 2000), (90, 20, 30))
+    exif = photo.getexif()
+    exif[0x0112] = 6  # stored sideways: shown rotated by 90 degrees
+    buf = io.BytesIO()
+    photo.save(buf, format="JPEG", exif=exif.tobytes())
+    image, notes = load_image(buf.getvalue())
+    assert image.size == (683, 1024)
+    assert notes == ["The image (2000x3000) was downscaled to 683x1024 before classification."]
+
+
 def test_load_image_rejects_non_image_truncated_and_missing(tmp_path):
     with pytest.raises(ZeroShotInputError, match="not an image this app can read"):
         load_image(b"hello, this is text")
