@@ -131,7 +131,7 @@ def ensure_dataset(data_cfg) -> ZSLDataset:
         from clarel.data.synth import generate_synthbirds
 
         log.info("generating SynthBirds (seed %d) in %s", data_cfg.synth_seed, root)
-        generate_synthbirds(root, seed=data_cfg.synth_seed, overwrite=root.exists())
+        generate_synthbirds(root, seed=data_cfg.synth_seed)
     elif kind == "synthbirds":
         _check_seed(root, data_cfg.synth_seed)
     return load_dataset(root, kind=kind)
@@ -145,7 +145,7 @@ def ensure_synthbirds(root: str | os.PathLike | None = None, seed: int = 0) -> P
 
         if path.exists() and any(path.iterdir()):
             raise DatasetError(f"{path} exists but is not a SynthBirds folder (no synthbirds.json); move it away")
-        generate_synthbirds(path, seed=seed, overwrite=path.exists())
+        generate_synthbirds(path, seed=seed)
     return path
 
 

@@ -133,6 +133,25 @@ def test_bad_parameters_and_existing_folder(small_synth, tmp_path):
     assert not [p for p in small_synth.parent.iterdir() if ".tmp-" in p.name]
 
 
+def test_generation_into_an_empty_folder_and_a_lost_race(tmp_path, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    assert (generate_synthbirds(tmp_path / "empty", seed=1, **SMALL) / "synthbirds.json").exists()
+    import clarel.data.synth as synth
+
+    real_write = synth._write
+
+    def write_then_lose(root, *args):  # another process finishes the same folder while we write
+        real_write(root, *args)
+        other = tmp_path / "raced"
+        other.mkdir()
+        (other / "synthbirds.json").write_text("{}")
+
+    monkeypatch.setattr(synth, "_write", write_then_lose)
+    out = generate_synthbirds(tmp_path / "raced", seed=1, **SMALL)
+    assert out == tmp_path / "raced" and (out / "synthbirds.json").read_text() == "{}"
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
 def test_ensure_dataset_generates_missing_synthbirds_and_explains_missing_cub(tmp_path, monkeypatch):
     import clarel.data.synth as synth
 
@@ -141,7 +160,7 @@ def test_ensure_dataset_generates_missing_synthbirds_and_explains_missing_cub(tm
 
     def small(out, seed=0, **kw):  # the default size is covered by the slow CLI test
         calls.append(seed)
-        return real(out, seed=seed, overwrite=kw.get("overwrite", False), **SMALL)
+        return real(out, seed=seed, **SMALL)
 
     monkeypatch.setattr(synth, "generate_synthbirds", small)
     monkeypatch.setenv("CLAREL_HOME", str(tmp_path / "home"))
