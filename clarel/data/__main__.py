@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "check":
             from clarel.data.load import load_dataset
 
+            # The loaders log each warning; they are printed once below (also on a cached reload).
+            logging.getLogger("clarel.data").setLevel(logging.ERROR)
             ds = load_dataset(args.root, use_cache=not args.no_cache)
             for w in ds.warnings:
                 print(f"warning: {w}", file=sys.stderr)
