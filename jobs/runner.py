@@ -252,7 +252,7 @@ def error_report(exc: BaseException) -> dict[str, Any]:
         summary = summary[:2000] + " ..."
     tb = "".join(traceback.format_exception(exc)).splitlines()
     return {"summary": summary, "traceback": "\n".join(tb[-TRACEBACK_LINES:]),
-            "retryable": not isinstance(exc, ClarelError | NON_RETRYABLE)}
+            "retryable": not isinstance(exc, (ClarelError, *NON_RETRYABLE))}
 
 
 def child_main(db_url: str, job_id: int, config_json: str, run_dir: str, device: str | None,

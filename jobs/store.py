@@ -379,15 +379,18 @@ class Store(ResultsMixin, GroupsMixin):
             .values(state=JobState.RUNNING.value, attempts=JobRow.attempts + 1, worker_id=worker_id,
                     started_at=now, finished_at=None, lease_expires_at=expires, heartbeat_at=now,
                     device=device, progress_message="starting")
-            .returning(JobRow.id, JobRow.name, JobRow.config_json, JobRow.attempts, JobRow.max_attempts)
+            .returning(JobRow.id, JobRow.name, JobRow.config_json, JobRow.attempts, JobRow.max_attempts,
+                       JobRow.created_at)
             .execution_options(synchronize_session=False)
         )
         with self.db.session() as s:
             got = s.execute(stmt).first()
             if got is None:
                 return None
-            job_id, name, config_json, attempts, max_attempts = got
-            run_dir = str((runs_root or clarel_home() / "runs") / f"job-{job_id:05d}-{slug(name)}")
+            job_id, name, config_json, attempts, max_attempts, created_at = got
+            # The submission time keeps run folders of different databases sharing one home apart.
+            folder = f"job-{job_id:05d}-{created_at:%Y%m%d-%H%M%S-%f}-{slug(name)}"
+            run_dir = str((runs_root or clarel_home() / "runs") / folder)
             s.execute(update(JobRow).where(JobRow.id == job_id).values(run_dir=run_dir)
                       .execution_options(synchronize_session=False))
             self._log(s, job_id, f"attempt {attempts}/{max_attempts} claimed by {worker_id}"
