@@ -108,7 +108,10 @@ def download(kind: str, to: str | Path, timeout: float = PROBE_TIMEOUT_S) -> Pat
             Path(f"{target}.part").replace(target)
         if name.endswith((".tgz", ".tar.gz", ".tar")):
             with tarfile.open(target) as tf:
-                tf.extractall(to, filter="data")
+                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: refuse unsafe members
+                    tf.extractall(to, filter="data")
+                else:  # pragma: no cover
+                    tf.extractall(to)
         elif name.endswith(".zip"):
             with zipfile.ZipFile(target) as zf:
                 zf.extractall(to)

@@ -83,3 +83,25 @@ def test_ensure_demo_generates_the_default_synthbirds_once(fast_tmp):
     s = ds.summary()
     assert (s["classes"], s["seen_classes"], s["unseen_classes"]) == (50, 38, 12)
     assert ds.num_images == 3000 and s["captions_per_image"] == 10
+
+
+def test_download_lays_the_archives_out_as_the_loader_expects(tmp_path, monkeypatch):
+    """The online path, served from local file:// archives (the network is closed in tests)."""
+    import tarfile
+    import zipfile
+
+    import clarel.data.download as dl
+
+    src = tmp_path / "src"
+    (src / "CUB_200_2011").mkdir(parents=True)
+    (src / "CUB_200_2011" / "images.txt").write_text("1 001.A/a.jpg\n")
+    with tarfile.open(tmp_path / "CUB_200_2011.tgz", "w:gz") as tf:
+        tf.add(src / "CUB_200_2011", arcname="CUB_200_2011")
+    with zipfile.ZipFile(tmp_path / "xlsa17.zip", "w") as zf:
+        zf.writestr("xlsa17/data/CUB/testclasses.txt", "001.A\n")
+    monkeypatch.setattr(dl, "FILES", {"cub": [(f"file://{tmp_path}/CUB_200_2011.tgz", "images", "x"),
+                                              (f"file://{tmp_path}/xlsa17.zip", "splits", "y")]})
+    monkeypatch.setattr(dl, "_reachable", lambda url, timeout: True)
+    root = dl.download("cub", tmp_path / "cub")
+    assert (root / "CUB_200_2011" / "images.txt").read_text() == "1 001.A/a.jpg\n"
+    assert (root / "xlsa17/data/CUB/testclasses.txt").read_text() == "001.A\n"
