@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from clarel.data import load_dataset
+from clarel.data import generate_synthbirds, load_dataset
 from clarel.data.__main__ import main as cli
 from clarel.data.download import FILES, _reachable
 
@@ -21,7 +21,7 @@ SPLIT_KEYS = ["trainval", "test_seen", "test_unseen", "train", "val_seen", "val_
 
 def test_synth_then_check_json_through_the_real_entry_point(tmp_path):
     out = tmp_path / "sb"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONHASHSEED="123")  # hash order must not matter
     run = [sys.executable, "-m", "clarel.data"]
     made = subprocess.run(run + ["synth", "--out", str(out), "--classes", "6", "--images-per-class", "8",
                                  "--size", "24", "--seed", "2"], capture_output=True, text=True, env=env, cwd=REPO)
@@ -35,6 +35,11 @@ def test_synth_then_check_json_through_the_real_entry_point(tmp_path):
     assert summary["dataset"] == "synthbirds" and summary["classes"] == 6 and summary["captions_per_image"] == 10
     assert summary["seen_classes"] + summary["unseen_classes"] == 6
     assert summary["splits"]["test_unseen"] == 8 * summary["unseen_classes"]
+    # Byte-identical to a generation in this process (another hash seed, same library versions).
+    here = generate_synthbirds(tmp_path / "here", seed=2, classes=6, images_per_class=8, size=24)
+    theirs = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    ours = {p.relative_to(here): p.read_bytes() for p in here.rglob("*") if p.is_file()}
+    assert theirs == ours
 
 
 def test_check_human_readable_and_synth_refuses_an_existing_folder(small_synth, capsys):
