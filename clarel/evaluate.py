@@ -125,8 +125,11 @@ def evaluate(model: ClarelModel, dataset: ZSLDataset, config: RunConfig, protoco
         protos = build_prototypes(txt, dataset.labels[support], proto.class_mask, config.eval.prototype_k, rng)
         valid = ~torch.isnan(protos).any(1)
         dist = torch.full((len(eval_rows), len(protos)), float("inf"), device=img.device)
-        # float64: no cancellation error in |a|^2 + |b|^2 - 2ab when distances are small
-        dist[:, valid] = pairwise_distances(img.double(), protos[valid].double(), eps=0.0).float()
+        # float64: no cancellation error in |a|^2 + |b|^2 - 2ab when distances are small (MPS has no
+        # float64, so the distances are computed on the CPU there)
+        where = torch.device("cpu") if img.device.type == "mps" else img.device
+        d64 = pairwise_distances(img.to(where).double(), protos[valid].to(where).double(), eps=0.0)
+        dist[:, valid] = d64.float().to(dist.device)
     finally:
         model.train(was_training)
     distances = dist.cpu().numpy().astype(np.float32)
