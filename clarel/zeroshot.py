@@ -31,7 +31,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageOps
 
-from clarel.errors import ClarelError, WeightsUnavailableError
+from clarel.errors import ClarelError
 
 logger = logging.getLogger(__name__)
 
@@ -454,31 +454,17 @@ class ZeroShotClassifier:
         """
         import torch
 
-        open_clip = _import_open_clip()
-        if model_name not in open_clip.list_models():
-            raise ClarelError(
-                f"unknown open_clip model {model_name!r}; some valid names: "
-                f"{', '.join(sorted(open_clip.list_models())[:20])}, ..."
-            )
-        weights = resolve_open_clip_weights(model_name, pretrained)
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            model_name, pretrained=weights, device=device
-        )
-        model.eval()
-        tokenizer = open_clip.get_tokenizer(model_name)
+        from clarel.clip_backbone import encode_images, encode_texts, load_clip
+
+        model, preprocess, tokenizer = load_clip(model_name, pretrained, device)  # never downloads
+        torch_device = torch.device(device)
         logit_scale = float(model.logit_scale.exp().item())
 
-        @torch.no_grad()
         def embed_texts(texts: list[str]) -> np.ndarray:
-            tokens = tokenizer(texts).to(device)
-            feats = model.encode_text(tokens)
-            return torch.nn.functional.normalize(feats, dim=-1).float().cpu().numpy()
+            return encode_texts(model, tokenizer, texts, torch_device).numpy()
 
-        @torch.no_grad()
         def embed_images(images: list[PIL.Image.Image]) -> np.ndarray:
-            batch = torch.stack([preprocess(im) for im in images]).to(device)
-            feats = model.encode_image(batch)
-            return torch.nn.functional.normalize(feats, dim=-1).float().cpu().numpy()
+            return encode_images(model, preprocess, images, torch_device).numpy()
 
         backend = _Backend(
             kind="open_clip",
@@ -546,14 +532,10 @@ class ZeroShotClassifier:
 
 
 # ---------------------------------------------------------------- open_clip weights
-def _import_open_clip() -> Any:
-    import open_clip
-
-    return open_clip
-
-
 def resolve_open_clip_weights(model_name: str, pretrained: str | None) -> str | None:
     """The local weights file for an open_clip model, without touching the network.
+
+    The app calls it to tell usable open_clip entries from those whose weights are missing.
 
     Args:
         model_name: open_clip architecture.
@@ -565,67 +547,8 @@ def resolve_open_clip_weights(model_name: str, pretrained: str | None) -> str | 
     Raises:
         WeightsUnavailableError: the file/tag is not on disk; the message gives the URL to
             download and where to put it.
-        ClarelError: the tag is unknown for this architecture (lists the valid tags).
+        ClarelError: unknown architecture or tag (lists the valid ones).
     """
-    if pretrained is None or pretrained == "":
-        return None
-    try:  # the core's shared check, when present, so every part reports missing weights alike
-        from clarel.clip_backbone import resolve_pretrained  # type: ignore[attr-defined]
-    except ImportError:
-        resolve_pretrained = None
-    if resolve_pretrained is not None:
-        return resolve_pretrained(model_name, pretrained)
-    return _resolve_open_clip_weights(model_name, pretrained)
+    from clarel.clip_backbone import resolve_pretrained
 
-
-def _resolve_open_clip_weights(model_name: str, pretrained: str) -> str:
-    path = Path(pretrained).expanduser()
-    if path.suffix in (".bin", ".pt", ".pth", ".safetensors") or "/" in pretrained or path.exists():
-        if path.is_file():
-            return str(path)
-        raise WeightsUnavailableError(
-            f"open_clip weights file {str(path)!r} does not exist. Copy the file there, or pass a "
-            f"known tag such as 'laion2b_s34b_b79k'."
-        )
-    open_clip = _import_open_clip()
-    cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
-    if not cfg:
-        tags = open_clip.list_pretrained_tags_by_model(model_name)
-        raise ClarelError(
-            f"open_clip has no pretrained tag {pretrained!r} for {model_name!r}; valid tags: "
-            f"{', '.join(tags) or '(none)'}"
-        )
-    if cfg.get("file"):
-        if Path(cfg["file"]).is_file():
-            return str(cfg["file"])
-    hub = cfg.get("hf_hub", "")
-    url = cfg.get("url", "")
-    candidates: list[str] = []
-    where = "a local folder"
-    if hub:
-        repo_id, filename = hub.rsplit("/", 1)  # "org/name/" -> default filenames
-        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        if filename.endswith((".bin", ".pth")):
-            names.insert(0, filename.rsplit(".", 1)[0] + ".safetensors")
-        from huggingface_hub import try_to_load_from_cache
-
-        for name in names:
-            hit = try_to_load_from_cache(repo_id=repo_id, filename=name)
-            if isinstance(hit, str) and Path(hit).is_file():
-                return hit
-        candidates = [f"https://huggingface.co/{repo_id}/resolve/main/{name}" for name in names]
-        where = "the Hugging Face cache (~/.cache/huggingface/hub, or $HF_HOME/hub)"
-    if url:
-        local = Path("~/.cache/clip").expanduser() / Path(url).name
-        if local.is_file():
-            return str(local)
-        candidates.append(url)
-        if not hub:
-            where = str(local.parent)
-    raise WeightsUnavailableError(
-        f"open_clip weights {model_name}/{pretrained} are not on this machine and will not be "
-        f"downloaded at run time. Download {candidates[0] if candidates else 'the weights'} on a machine "
-        f"with internet (e.g. run `python -c \"import open_clip; open_clip.create_model_and_transforms("
-        f"'{model_name}', pretrained='{pretrained}')\"` there) and copy it into {where}, or pass the "
-        f"file's path as the pretrained value."
-    )
+    return resolve_pretrained(model_name, pretrained)
