@@ -27,6 +27,7 @@ import pandas as pd  # noqa: E402
 
 from app.gradio_models import ModelChoice, ModelRegistry, ModelUnavailable, open_clip_specs_from_env  # noqa: E402
 from clarel.errors import ClarelError  # noqa: E402
+from clarel.zeroshot import ZeroShotInputError, load_image  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,14 @@ def checked_image(**kwargs: Any) -> gr.Image:
         except gr.Error:
             raise
         except Exception as e:
+            # Let clarel say precisely what is wrong (not an image, too large, ...), as for
+            # files that Gradio accepts but clarel rejects later.
+            path = getattr(payload, "path", None)
+            try:
+                if path:
+                    load_image(path)
+            except ZeroShotInputError as reason:
+                raise gr.Error(str(reason)) from e
             name = getattr(payload, "orig_name", None) or "the upload"
             raise gr.Error(
                 f"{name!s} is not an image this app can read ({type(e).__name__}). "

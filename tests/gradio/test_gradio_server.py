@@ -38,6 +38,8 @@ def images(tmp_path_factory, gradio_env):
     paths["text"] = folder / "notes.txt"
     PIL.Image.new("RGB", (4000, 3000), (180, 40, 40)).save(folder / "huge.png")
     paths["huge"] = folder / "huge.png"
+    PIL.Image.new("1", (14000, 13000)).save(folder / "bomb.png")  # 182 Mpixel, 22 kB
+    paths["bomb"] = folder / "bomb.png"
     return paths
 
 
@@ -114,6 +116,7 @@ def test_classify_with_open_clip_random_weights(gradio_client, images):
     [
         ("text", TWO, RANDOM_CLIP, "is not an image this app can read"),
         ("truncated", TWO, RANDOM_CLIP, "truncated or corrupt"),
+        ("bomb", TWO, RANDOM_CLIP, "too large to decode safely"),
         ("noise", "", RANDOM_CLIP, "no class descriptions given"),
         ("noise", "Red: a red bird", RANDOM_CLIP, "at least two are needed"),
         ("noise", "Jay: a blue bird\nJay: a grey bird", RANDOM_CLIP, "duplicate class names: 'Jay'"),

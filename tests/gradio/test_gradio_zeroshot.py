@@ -122,6 +122,13 @@ def test_load_image_big_jpeg_and_exif_rotation():
     assert notes == ["The image (2000x3000) was downscaled to 683x1024 before classification."]
 
 
+def test_load_image_rejects_a_decompression_bomb():
+    buf = io.BytesIO()
+    PIL.Image.new("1", (14000, 13000)).save(buf, format="PNG")  # 182 Mpixel in a 22 kB file
+    with pytest.raises(ZeroShotInputError, match="too large to decode safely"):
+        load_image(buf.getvalue())
+
+
 def test_load_image_rejects_non_image_truncated_and_missing(tmp_path):
     with pytest.raises(ZeroShotInputError, match="not an image this app can read"):
         load_image(b"hello, this is text")
