@@ -65,9 +65,11 @@ def _sweep_section(selected: list[Any], config_cols: list[str]) -> None:
     reference = paper_curve(dataset, param) if dataset else None
     headline = (paper_headline(dataset) or {}).get(metric) if dataset else None
     label = SWEEPABLE.get(param, param)
+    if len(points) < 2 and reference is None:
+        st.info(f"The selected runs share one value of {label}. Launch a sweep from the Runs page (Sweep over "
+                f"{label}) or select runs with different values to see a curve.", icon=":material/info:")
+        return
     st.plotly_chart(figures.sweep_figure(points, label, metric, reference, headline), key="cmp_sweep")
-    if len(points) < 2:
-        st.caption(f"The selected runs share one value of {label}; select runs from a sweep to see a curve.")
     if reference is not None:
         st.caption("Dashed: the paper's figure (mean of runs, α re-validated per setting), "
                    "shared/docs/clarel-method.md §9.")

@@ -36,7 +36,7 @@ def render() -> None:
         st.caption(f":material/info: {why}")
     frame = umap_frame(proj, ev.class_names, ev.seen_mask, dataset.captions if dataset is not None else None)
 
-    c1, c2, c3, c4 = st.columns([1, 1, 1.4, 2])
+    c1, c2, c3, c4 = st.columns([1.2, 1, 1.5, 2])
     color_by = c1.radio("Colour by", ["class", "group"], key="js_color", horizontal=True,
                         format_func=lambda v: "class" if v == "class" else "seen / unseen")
     groups = c2.pills("Classes", ["seen", "unseen"], selection_mode="multi", default=["seen", "unseen"],
@@ -47,7 +47,7 @@ def render() -> None:
                              placeholder="all classes")
     shown = filter_points(frame, groups, modalities, classes)
 
-    left, right = st.columns([3, 1.3])
+    left, right = st.columns([2.3, 1.7])
     with left:
         if shown.empty:
             st.info("No point matches the filters.", icon=":material/info:")

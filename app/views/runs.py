@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from app import data, figures
-from app.logic import SWEEPABLE, format_eta, jobs_frame, launch_overrides, parse_sweep_values
+from app.logic import SWEEPABLE, jobs_frame, launch_overrides, parse_sweep_values
 from app.ui import STATE_ICONS, boundary, demo_panel, guarded, metric_row, progress_bar
 from clarel.config import get_preset, list_presets
 
@@ -130,12 +130,13 @@ def _job_summary(job: Any) -> None:
     st.markdown(f":{color}-badge[{STATE_ICONS.get(job.state, '')} {job.state.lower()}] "
                 f"&nbsp; preset **{job.preset or '–'}** · device **{job.device or '–'}** · "
                 f"attempt {job.attempts}/{job.max_attempts}")
-    metric_row([
-        ("H", f"{m['H']:.1%}" if "H" in m else "–", None),
-        ("u (unseen)", f"{m['u']:.1%}" if "u" in m else "–", None),
-        ("s (seen)", f"{m['s']:.1%}" if "s" in m else "–", None),
-        ("α*", f"{m['alpha']:.4g}" if "alpha" in m else "–", None),
-    ])
+    if m:
+        metric_row([
+            ("H", f"{m['H']:.1%}" if "H" in m else "–", None),
+            ("u (unseen)", f"{m['u']:.1%}" if "u" in m else "–", None),
+            ("s (seen)", f"{m['s']:.1%}" if "s" in m else "–", None),
+            ("α*", f"{m['alpha']:.4g}" if "alpha" in m else "–", None),
+        ])
     if job.state in data.ACTIVE:
         progress_bar(job)
     if job.state == "FAILED":
@@ -145,8 +146,6 @@ def _job_summary(job: Any) -> None:
                 st.code(job.error_traceback, language=None)
     elif job.state == "CANCELLED":
         st.warning(f"Run #{job.id} was cancelled.", icon=":material/block:")
-    elif job.state == "RUNNING":
-        st.caption(f"ETA {format_eta(job.eta_seconds)}")
 
 
 def _job_actions(job: Any) -> None:
