@@ -37,8 +37,8 @@ def render() -> None:
     frame = umap_frame(proj, ev.class_names, ev.seen_mask, dataset.captions if dataset is not None else None)
 
     c1, c2, c3, c4 = st.columns([1.2, 1, 1.5, 2])
-    color_by = c1.radio("Colour by", ["class", "group"], key="js_color", horizontal=True,
-                        format_func=lambda v: "class" if v == "class" else "seen / unseen")
+    color_by = c1.segmented_control("Colour by", ["class", "group"], default="class", key="js_color",
+                                    format_func=lambda v: "class" if v == "class" else "seen / unseen") or "class"
     groups = c2.pills("Classes", ["seen", "unseen"], selection_mode="multi", default=["seen", "unseen"],
                       key="js_groups") or []
     modalities = c3.pills("Modalities", list(_MODALITIES), selection_mode="multi", default=list(_MODALITIES),
