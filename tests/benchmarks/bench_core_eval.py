@@ -34,10 +34,10 @@ def main() -> None:
         t = time.perf_counter()
         dist = pairwise_distances(torch.from_numpy(images).double(), torch.from_numpy(protos).double(), eps=0.0)
         distances = dist.float().numpy()
-        metrics, *_ = score_distances(distances, labels, seen, class_mask, 0.02, 0.0, PAPER_ALPHA_GRID, 101)
+        score_distances(distances, labels, seen, class_mask, 0.02, 0.0, PAPER_ALPHA_GRID, 101)
         times.append(time.perf_counter() - t)
     print(f"evaluate 5000x200 from 1024-d embeddings (distances + all metrics): "
-          f"median {1000 * statistics.median(times):.0f} ms (goal < 1000 ms); H={metrics['H']:.3f}")
+          f"median {1000 * statistics.median(times):.0f} ms (goal < 1000 ms)")
 
     rescore = []
     for a in np.linspace(0, 0.05, 50):
