@@ -261,6 +261,10 @@ def child_main(db_url: str, job_id: int, config_json: str, run_dir: str, device:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker, which asks us to stop
     os.environ.update(env)
+    if env.get("OMP_NUM_THREADS"):
+        import torch
+
+        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
     parent = os.getppid()
     handler = StoreLogHandler()
     root = logging.getLogger()

@@ -56,11 +56,13 @@ class Worker:
         device: passed to jobs whose ``optim.device`` is ``auto`` (e.g. ``cuda:1``).
         lease_s: a claimed job's lease; heartbeats renew it every ``lease_s / 3``.
         runs_root: parent folder of run directories (default ``clarel_home()/runs``).
+        threads: CPU threads per job (OMP/MKL/torch); None keeps the libraries' default. Set it
+            when several workers share a host's cores.
     """
 
     def __init__(self, store: Store, worker_id: str | None = None, device: str | None = None, *,
                  lease_s: float = DEFAULT_LEASE_S, runs_root: Path | None = None,
-                 stop_grace_s: float = STOP_GRACE_S) -> None:
+                 stop_grace_s: float = STOP_GRACE_S, threads: int | None = None) -> None:
         self.store = store
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.device = device
@@ -68,6 +70,7 @@ class Worker:
         self.heartbeat_s = max(0.2, self.lease_s / 3)
         self.runs_root = runs_root
         self.stop_grace_s = stop_grace_s
+        self.threads = threads
         self._stopping = False
         self._registered = False
 
@@ -148,7 +151,11 @@ class Worker:
 
         cache = numba_cache_dir()
         cache.mkdir(parents=True, exist_ok=True)
-        return {"NUMBA_CACHE_DIR": str(cache)}
+        env = {"NUMBA_CACHE_DIR": str(cache)}
+        if self.threads:
+            env.update(OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads),
+                       NUMBA_NUM_THREADS=str(self.threads))
+        return env
 
     def _supervise(self, claim: Claim, timeout_s: float | None) -> _Outcome:
         """Start the child, heartbeat, watch for cancel/stop/timeout, and collect its outcome."""
@@ -258,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll", type=float, default=2.0, metavar="S", help="seconds between polls of an empty queue")
     parser.add_argument("--lease", type=float, default=DEFAULT_LEASE_S, metavar="S",
                         help="job lease; a job whose worker is silent this long is recovered")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per job (default: the libraries' own)")
     parser.add_argument("--max-jobs", type=int, default=None, help="exit after this many jobs")
     parser.add_argument("--worker-id", default=None, help="name shown in the app (default host-pid-random)")
     parser.add_argument("--db", default=None, help="database URL (default $CLAREL_DB_URL or the SQLite file)")
@@ -271,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     except JobsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    worker = Worker(store, worker_id=args.worker_id, device=args.device, lease_s=args.lease)
+    worker = Worker(store, worker_id=args.worker_id, device=args.device, lease_s=args.lease, threads=args.threads)
     worker.run(once=args.once, poll_s=args.poll, max_jobs=args.max_jobs)
     return 0
 

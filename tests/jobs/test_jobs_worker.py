@@ -26,7 +26,7 @@ LONG = ["optim.steps=100000"]  # runs until stopped
 
 
 def start_worker(url: str, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "jobs.worker", "--db", url, "--poll", "0.2", *extra],
+    return subprocess.Popen([sys.executable, "-m", "jobs.worker", "--db", url, "--poll", "0.2", "--threads", "1", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -65,7 +65,7 @@ def test_run_one_stores_every_result(db_url, tiny_overrides):
     with_umap = db_url.startswith("sqlite")  # UMAP costs ~15 s per process: once is enough
     overrides = tiny_overrides + (["eval.umap_cap=40"] if with_umap else [])
     job_id = store.submit("tiny", overrides)[0]
-    worker = Worker(store, worker_id="test-worker", device="cpu")
+    worker = Worker(store, worker_id="test-worker", device="cpu", threads=1)
     assert worker.run_one() == job_id
     assert worker.run_one() is None  # queue empty
     job = store.get_job(job_id)
@@ -103,7 +103,7 @@ def test_invalid_config_fails_clearly_and_the_worker_keeps_serving(tmp_path, tin
     bad["loss"]["kappa"] = 5.0
     bad_id = store.submit_config(bad, validate=False)
     good_id = store.submit("tiny", tiny_overrides)[0]
-    worker = Worker(store, device="cpu")
+    worker = Worker(store, device="cpu", threads=1)
     assert worker.run_one() == bad_id
     assert worker.run_one() == good_id
     bad_job = store.get_job(bad_id)
@@ -131,7 +131,7 @@ def test_missing_and_corrupt_datasets_fail_with_the_data_layers_message(tmp_path
 
             ensure_dataset(RunConfig.from_dict(cfg.to_dict()).data)
         expected.append((store.submit_config(cfg), str(err.value)))
-    worker = Worker(store, device="cpu")
+    worker = Worker(store, device="cpu", threads=1)
     while worker.run_one() is not None:
         pass
     for job_id, message in expected:
@@ -144,7 +144,7 @@ def test_missing_and_corrupt_datasets_fail_with_the_data_layers_message(tmp_path
 def test_cancel_stops_a_running_job_within_5_seconds(tmp_path, tiny_overrides):
     store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     job_id = store.submit("tiny", tiny_overrides + LONG)[0]
-    worker = Worker(store, device="cpu", lease_s=6)
+    worker = Worker(store, device="cpu", lease_s=6, threads=1)
     result: list = []
     thread = threading.Thread(target=lambda: result.append(worker.run_one()))
     thread.start()
