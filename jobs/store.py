@@ -378,7 +378,7 @@ class Store(ResultsMixin, GroupsMixin):
             .where(JobRow.id == next_id, JobRow.state == JobState.QUEUED.value)
             .values(state=JobState.RUNNING.value, attempts=JobRow.attempts + 1, worker_id=worker_id,
                     started_at=now, finished_at=None, lease_expires_at=expires, heartbeat_at=now,
-                    device=device, progress_message="starting")
+                    device=device, progress=0.0, eta_seconds=None, progress_message="starting")
             .returning(JobRow.id, JobRow.name, JobRow.config_json, JobRow.attempts, JobRow.max_attempts,
                        JobRow.created_at)
             .execution_options(synchronize_session=False)
