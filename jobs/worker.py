@@ -23,6 +23,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
+
 from jobs.db import JobState
 from jobs.records import Claim
 from jobs.store import DEFAULT_LEASE_S, Store
@@ -31,7 +33,8 @@ log = logging.getLogger(__name__)
 
 CANCEL_POLL_S = 0.5  # how often a running job's cancel flag is read
 CANCEL_GRACE_S = 2.0  # after asking the child to stop, terminate it if it is still running
-STOP_GRACE_S = 120.0  # on SIGTERM: time the job gets to checkpoint before it is killed
+STOP_GRACE_S = 120.0
+DB_RETRY_S = 5.0  # wait before retrying when the store is unreachable  # on SIGTERM: time the job gets to checkpoint before it is killed
 
 
 @dataclass
@@ -106,7 +109,12 @@ class Worker:
         done = 0
         try:
             while not self._stopping:
-                job_id = self.run_one()
+                try:
+                    job_id = self.run_one()
+                except DBAPIError as e:  # database restarting or unreachable: wait and try again
+                    log.warning("store unavailable (%s); retrying in %.0f s", str(e).splitlines()[0], DB_RETRY_S)
+                    self._sleep(DB_RETRY_S)
+                    continue
                 if job_id is not None:
                     done += 1
                     if once or (max_jobs is not None and done >= max_jobs):
@@ -114,11 +122,17 @@ class Worker:
                     continue
                 if once:
                     break
-                self.store.worker_heartbeat(self.worker_id, state="idle")
-                self.store.advance_reproductions()
+                try:
+                    self.store.worker_heartbeat(self.worker_id, state="idle")
+                    self.store.advance_reproductions()
+                except DBAPIError as e:
+                    log.warning("store unavailable (%s)", str(e).splitlines()[0])
                 self._sleep(poll_s)
         finally:
-            self.store.worker_heartbeat(self.worker_id, state="stopped")
+            try:
+                self.store.worker_heartbeat(self.worker_id, state="stopped")
+            except DBAPIError:
+                pass
             log.info("worker %s stopped after %d job(s)", self.worker_id, done)
         return done
 
@@ -186,8 +200,12 @@ class Worker:
             now = time.monotonic()
             if now - last_hb >= self.heartbeat_s:
                 last_hb = now
-                hb = self.store.heartbeat(claim.job_id, self.worker_id, lease_s=self.lease_s)
-                self.store.worker_heartbeat(self.worker_id, state="busy", current_job_id=claim.job_id)
+                try:
+                    hb = self.store.heartbeat(claim.job_id, self.worker_id, lease_s=self.lease_s)
+                    self.store.worker_heartbeat(self.worker_id, state="busy", current_job_id=claim.job_id)
+                except DBAPIError as e:  # keep the job running; a lost lease shows at the next heartbeat
+                    log.warning("job %d: heartbeat failed (%s)", claim.job_id, str(e).splitlines()[0])
+                    continue
                 if not hb.still_owned and reason is None:
                     reason, kill_at = "lost", now  # recovered elsewhere: stop at once
                 elif hb.cancel_requested and reason is None:
@@ -195,7 +213,11 @@ class Worker:
                     stop_event.set()
             elif reason is None and now - last_cancel_check >= CANCEL_POLL_S:
                 last_cancel_check = now
-                if self.store.cancel_requested(claim.job_id):
+                try:
+                    cancel = self.store.cancel_requested(claim.job_id)
+                except DBAPIError:
+                    cancel = False
+                if cancel:
                     log.info("job %d: cancel requested", claim.job_id)
                     reason, kill_at = "cancelled", now + CANCEL_GRACE_S
                     stop_event.set()
