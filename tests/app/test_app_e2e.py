@@ -88,7 +88,7 @@ def servers(tmp_path):
                 env, OUT / "streamlit.log")
     worker = start([sys.executable, "-m", "jobs.worker", "--poll", "0.5"], env, OUT / "worker.log")
     try:
-        wait_http(f"http://127.0.0.1:{port}/_stcore/health", 60)
+        wait_http(f"http://127.0.0.1:{port}/_stcore/health", 120)
         yield f"http://127.0.0.1:{port}", url
     finally:
         stop(worker)
@@ -112,14 +112,14 @@ def test_launch_a_tiny_job_and_move_the_alpha_slider(servers):
         page = browser.new_page(viewport={"width": 1440, "height": 1400})
         try:
             page.goto(base)
-            expect(page.get_by_text("No trained model yet")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("No trained model yet")).to_be_visible(timeout=60_000)
             expect(page.get_by_text("worker alive").first).to_be_visible(timeout=120_000)  # torch import under load
 
             # The launch form: pick the tiny preset and launch.
             page.get_by_role("combobox", name="Preset (encoders and schedule)").click()
             page.get_by_role("option", name="tiny", exact=True).click()
             expect(page.locator("[data-testid='stNumberInput']").filter(has_text="Steps").locator("input")) \
-                .to_have_value("30", timeout=30_000)
+                .to_have_value("30", timeout=60_000)
             page.screenshot(path=str(OUT / "01-runs-launch-form.png"), full_page=True)
             page.get_by_role("button", name="Launch", exact=True).click()
             expect(page.get_by_text(re.compile(r"Queued 1 job\(s\)"))).to_be_visible(timeout=60_000)
@@ -144,7 +144,7 @@ def test_launch_a_tiny_job_and_move_the_alpha_slider(servers):
 
             # Seen / unseen: the slider re-scores the stored distances.
             page.get_by_role("link", name="Seen / unseen").click()
-            expect(page.get_by_text("Seen–unseen curves")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("Seen–unseen curves")).to_be_visible(timeout=60_000)
             before = metric_value(page, "H")
             assert before == f"{job.final_metrics['H']:.1%}"
             page.screenshot(path=str(OUT / "04-seen-unseen.png"), full_page=True)
@@ -159,7 +159,7 @@ def test_launch_a_tiny_job_and_move_the_alpha_slider(servers):
             assert after != before
 
             page.get_by_role("link", name="Joint space").click()
-            expect(page.get_by_text(re.compile(r"\d+ of \d+ points"))).to_be_visible(timeout=30_000)
+            expect(page.get_by_text(re.compile(r"\d+ of \d+ points"))).to_be_visible(timeout=60_000)
             page.wait_for_timeout(1500)
             page.screenshot(path=str(OUT / "06-joint-space.png"), full_page=True)
         except Exception:
