@@ -351,3 +351,14 @@ def test_reproduction_stops_when_no_validation_run_succeeds(store):
     assert dict((r[0], r[4]) for r in report.rows)["H"] == 55.9  # the paper's CUB number is shown
     with pytest.raises(JobsError, match="choose one of"):
         store.reproduce("imagenet")
+
+
+def test_tables_match_the_migrations(store):
+    """The ORM tables in jobs/db.py and the Alembic migrations describe the same schema."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from jobs.db import Base
+
+    with store.db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
