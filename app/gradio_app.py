@@ -231,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "httpx"):  # migration plugin chatter and Gradio's own health checks
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.torch_threads > 0:
         import torch
 
