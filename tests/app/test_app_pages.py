@@ -234,3 +234,23 @@ def test_classify_embeds_a_running_server(monkeypatch, empty_db):
         assert at.get("iframe"), "the Gradio page is embedded"
     finally:
         server.shutdown()
+
+
+def test_demo_progress_fragment_refreshes_the_worker_status(empty_db):
+    """Regression: the demo panel said "idle" while its worker ran the job, because the worker
+    status sat outside the polling fragment; the fragment itself must now show it."""
+    store = open_store(empty_db)
+    (job_id,) = store.submit("tiny", name="demo-synthbirds")
+    store.register_worker("w-test", device="cpu")
+    assert store.claim("w-test", device="cpu").job_id == job_id
+    store.worker_heartbeat("w-test", state="running", current_job_id=job_id)
+
+    def fragment_only(job_id: int) -> None:
+        from app import ui
+
+        ui._demo_progress(job_id)
+
+    at = AppTest.from_function(fragment_only, args=(job_id,), default_timeout=60).run()
+    no_exception(at)
+    assert f"running job #{job_id}" in messages(at)
+    assert at.get("progress"), "the fragment shows the job's progress bar"
