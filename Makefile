@@ -28,7 +28,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-bench: $(STAMP)
+bench: $(STAMP)  
 	$(PY) -m tests.benchmarks
 
 clean-venv:
