@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,68 @@ def holdout_splits(labels: np.ndarray, seen: list[int], unseen: list[int]) -> di
         return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
     return {"trainval": cat(trainval), "test_seen": cat(test_seen), "test_unseen": images_of(labels, unseen)}
+
+
+ClassList = tuple[list[int], Path]  # class indices and the file they were read from
+
+
+def xlsa17_splits(labels: np.ndarray, att: Path | None, loc_order: np.ndarray | None,
+                  trainval: ClassList | None, test: ClassList | None,
+                  train: ClassList | None, val: ClassList | None,
+                  folders: list[str], warnings: list[str], *,
+                  test_mismatch: Callable[[list[int]], str], no_train_val_loc: str,
+                  no_class_lists: str, no_train_val_lists: str, holdout_warning: str) -> dict[str, np.ndarray]:
+    """All splits (trainval, test_seen, test_unseen, train, val_seen, val_unseen) from xlsa17 data.
+
+    With ``att`` (an ``att_splits.mat``) the test splits come from its ``*_loc`` entries, 1-based
+    indices into the .mat's image order; ``loc_order`` maps that order to image indices (None: it
+    is the image order itself). ``test_unseen`` is cross-checked against ``test`` (testclasses.txt)
+    when given, and train_loc/val_loc are taken from the .mat or, for the 2019 release that lacks
+    them, derived from the ``train``/``val`` class lists. Without ``att`` the test splits are a
+    fixed per-class hold-out of the ``trainval``/``test`` class lists (recorded as a warning).
+    Overlapping seen/unseen class lists are refused in both cases.
+
+    The class lists are ``(class indices, file)`` or None when absent. The dataset-specific error
+    texts are passed in: ``test_mismatch(got)`` gets the sorted classes test_unseen_loc covers;
+    ``no_train_val_loc`` when the .mat has no train_loc/val_loc and train/val lists are missing;
+    ``no_class_lists`` when there is neither a .mat nor trainval/test lists; ``no_train_val_lists``
+    when the hold-out path lacks train/val lists; ``holdout_warning`` is appended to ``warnings``.
+    """
+    if trainval and test:
+        check_disjoint(trainval[0], test[0], folders, trainval[1], test[1])
+    if train and val:
+        check_disjoint(train[0], val[0], folders, train[1], val[1])
+
+    splits: dict[str, np.ndarray]
+    if att is not None:
+        mat = load_mat(att, ("trainval_loc", "test_seen_loc", "test_unseen_loc"), ("train_loc", "val_loc"))
+        m = len(loc_order) if loc_order is not None else len(labels)
+
+        def to_images(key: str) -> np.ndarray:
+            idx = locs(mat, key, m, att)
+            return np.sort(loc_order[idx]) if loc_order is not None else np.sort(idx)
+
+        splits = {k: to_images(f"{k}_loc") for k in ("trainval", "test_seen", "test_unseen")}
+        if test:
+            got = sorted(set(labels[splits["test_unseen"]].tolist()))
+            if got != sorted(test[0]):
+                raise DatasetError(test_mismatch(got))
+        if "train_loc" in mat and "val_loc" in mat:
+            train_loc, val_loc = to_images("train_loc"), to_images("val_loc")
+        elif train and val:
+            train_loc, val_loc = images_of(labels, train[0]), images_of(labels, val[0])
+        else:
+            raise DatasetError(no_train_val_loc)
+    else:
+        if not (trainval and test):
+            raise DatasetError(no_class_lists)
+        splits = holdout_splits(labels, trainval[0], test[0])
+        warnings.append(holdout_warning)
+        if not (train and val):
+            raise DatasetError(no_train_val_lists)
+        train_loc, val_loc = images_of(labels, train[0]), images_of(labels, val[0])
+    splits.update(validation_splits(train_loc, val_loc))
+    return splits
 
 
 def check_images(images_root: Path, paths: list[str], have_features: bool, warnings: list[str]) -> np.ndarray:

@@ -174,8 +174,6 @@ def _mat_string(x: object) -> str:
 
 def _splits(sdir: Path, labels: np.ndarray, folder_index: dict[str, int], folders: list[str],
             loc_order: np.ndarray | None, warnings: list[str]) -> dict[str, np.ndarray]:
-    n = len(labels)
-
     def class_list(*candidates: str) -> tuple[list[int], Path] | None:
         for name in candidates:
             if (sdir / name).exists():
@@ -184,52 +182,28 @@ def _splits(sdir: Path, labels: np.ndarray, folder_index: dict[str, int], folder
 
     trainval = class_list("trainvalclasses.txt")
     test = class_list("testclasses.txt")
-    if trainval and test:
-        C.check_disjoint(trainval[0], test[0], folders, trainval[1], test[1])
     train1 = class_list("trainclasses1.txt", "trainclasses.txt")
     val1 = class_list("valclasses1.txt", "valclasses.txt")
-    if train1 and val1:
-        C.check_disjoint(train1[0], val1[0], folders, train1[1], val1[1])
-
     att = sdir / "att_splits.mat"
-    splits: dict[str, np.ndarray]
-    if att.exists():
-        mat = C.load_mat(att, ("trainval_loc", "test_seen_loc", "test_unseen_loc"), ("train_loc", "val_loc"))
-        m = len(loc_order) if loc_order is not None else n
+    missing = [m for m in ("trainvalclasses.txt", "testclasses.txt") if not (sdir / m).exists()]
 
-        def to_images(key: str) -> np.ndarray:
-            idx = C.locs(mat, key, m, att)
-            return np.sort(loc_order[idx]) if loc_order is not None else np.sort(idx)
+    def test_mismatch(got: list[int]) -> str:
+        assert test is not None
+        return (f"{att}: test_unseen_loc covers {len(got)} classes that differ from the {len(test[0])} in "
+                f"{test[1]}; the .mat file and the class lists come from different releases or datasets")
 
-        splits = {k: to_images(f"{k}_loc") for k in ("trainval", "test_seen", "test_unseen")}
-        if test:
-            got = sorted(set(labels[splits["test_unseen"]].tolist()))
-            if got != sorted(test[0]):
-                raise DatasetError(
-                    f"{att}: test_unseen_loc covers {len(got)} classes that differ from the {len(test[0])} in "
-                    f"{test[1]}; the .mat file and the class lists come from different releases or datasets")
-        if "train_loc" in mat and "val_loc" in mat:
-            train_loc, val_loc = to_images("train_loc"), to_images("val_loc")
-        elif train1 and val1:
-            train_loc, val_loc = C.images_of(labels, train1[0]), C.images_of(labels, val1[0])
-        else:
-            raise DatasetError(
-                f"{att} has no train_loc/val_loc (the 2019 xlsa17 release) and {sdir} lacks "
-                "trainclasses1.txt/valclasses1.txt to derive them; copy those class lists from xlsa17/data/CUB")
-    else:
-        if not (trainval and test):
-            missing = [n for n in ("trainvalclasses.txt", "testclasses.txt") if not (sdir / n).exists()]
-            raise DatasetError(f"missing split file(s) {', '.join(str(sdir / m) for m in missing)} "
-                               f"(and no att_splits.mat there)")
-        splits = C.holdout_splits(labels, trainval[0], test[0])
-        warnings.append(f"no att_splits.mat in {sdir}: test_seen is a fixed per-class 20 % hold-out "
-                        "of the seen classes, not Xian et al.'s exact split")
-        if not (train1 and val1):
-            raise DatasetError(f"missing trainclasses1.txt/valclasses1.txt in {sdir}: needed for the validation "
-                               "protocol (train/val_seen/val_unseen)")
-        train_loc, val_loc = C.images_of(labels, train1[0]), C.images_of(labels, val1[0])
-    splits.update(C.validation_splits(train_loc, val_loc))
-    return splits
+    return C.xlsa17_splits(
+        labels, att if att.exists() else None, loc_order, trainval, test, train1, val1, folders, warnings,
+        test_mismatch=test_mismatch,
+        no_train_val_loc=(f"{att} has no train_loc/val_loc (the 2019 xlsa17 release) and {sdir} lacks "
+                          "trainclasses1.txt/valclasses1.txt to derive them; copy those class lists from "
+                          "xlsa17/data/CUB"),
+        no_class_lists=(f"missing split file(s) {', '.join(str(sdir / m) for m in missing)} "
+                        f"(and no att_splits.mat there)"),
+        no_train_val_lists=(f"missing trainclasses1.txt/valclasses1.txt in {sdir}: needed for the validation "
+                            "protocol (train/val_seen/val_unseen)"),
+        holdout_warning=(f"no att_splits.mat in {sdir}: test_seen is a fixed per-class 20 % hold-out "
+                         "of the seen classes, not Xian et al.'s exact split"))
 
 
 def _attributes(meta: Path, n_classes: int) -> tuple[np.ndarray | None, list[str] | None]:

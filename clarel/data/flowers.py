@@ -176,43 +176,21 @@ def _splits(root: Path, mdir: Path | None, labels: np.ndarray, folder_index: dic
         return None
 
     trainval, test = class_list("trainvalclasses.txt"), class_list("testclasses.txt")
-    if trainval and test:
-        C.check_disjoint(trainval[0], test[0], folders, trainval[1], test[1])
     train, val = class_list("trainclasses.txt"), class_list("valclasses.txt")
-    if train and val:
-        C.check_disjoint(train[0], val[0], folders, train[1], val[1])
+    att = mdir / "att_splits.mat" if mdir is not None else None
 
-    if mdir is not None:
-        att = mdir / "att_splits.mat"
-        mat = C.load_mat(att, ("trainval_loc", "test_seen_loc", "test_unseen_loc"), ("train_loc", "val_loc"))
+    def test_mismatch(got: list[int]) -> str:
+        assert test is not None
+        return (f"{att}: test_unseen_loc covers classes {[folders[c] for c in got][:5]}... but {test[1]} lists "
+                f"{[folders[c] for c in sorted(test[0])][:5]}...; the image order (res101.mat/setid.mat) is wrong")
 
-        def to_images(key: str) -> np.ndarray:
-            return np.sort(loc_order[C.locs(mat, key, len(loc_order), att)])
-
-        splits = {k: to_images(f"{k}_loc") for k in ("trainval", "test_seen", "test_unseen")}
-        if test:
-            got = sorted(set(labels[splits["test_unseen"]].tolist()))
-            if got != sorted(test[0]):
-                raise DatasetError(
-                    f"{att}: test_unseen_loc covers classes {[folders[c] for c in got][:5]}... but {test[1]} lists "
-                    f"{[folders[c] for c in sorted(test[0])][:5]}...; the image order (res101.mat/setid.mat) is wrong")
-        if "train_loc" in mat and "val_loc" in mat:
-            train_loc, val_loc = to_images("train_loc"), to_images("val_loc")
-        elif train and val:
-            train_loc, val_loc = C.images_of(labels, train[0]), C.images_of(labels, val[0])
-        else:
-            raise DatasetError(f"{att} has no train_loc/val_loc and {root} lacks trainclasses.txt/valclasses.txt")
-    else:
-        if not (trainval and test):
-            raise DatasetError(
-                f"no split files for {root}: expected {root / SPLIT_DIRS[0] / 'att_splits.mat'} or the class lists "
-                f"{root / 'trainvalclasses.txt'} and {root / 'testclasses.txt'}. {_HINT}")
-        splits = C.holdout_splits(labels, trainval[0], test[0])
-        warnings.append(f"no att_splits.mat under {root}: test_seen is a fixed per-class 20 % hold-out of the "
-                        "seen classes, not Xian et al.'s exact split")
-        if not (train and val):
-            raise DatasetError(f"missing {root / 'trainclasses.txt'}/{root / 'valclasses.txt'}: needed for the "
-                               "validation protocol (train/val_seen/val_unseen)")
-        train_loc, val_loc = C.images_of(labels, train[0]), C.images_of(labels, val[0])
-    splits.update(C.validation_splits(train_loc, val_loc))
-    return splits
+    return C.xlsa17_splits(
+        labels, att, loc_order, trainval, test, train, val, folders, warnings,
+        test_mismatch=test_mismatch,
+        no_train_val_loc=f"{att} has no train_loc/val_loc and {root} lacks trainclasses.txt/valclasses.txt",
+        no_class_lists=(f"no split files for {root}: expected {root / SPLIT_DIRS[0] / 'att_splits.mat'} or the "
+                        f"class lists {root / 'trainvalclasses.txt'} and {root / 'testclasses.txt'}. {_HINT}"),
+        no_train_val_lists=(f"missing {root / 'trainclasses.txt'}/{root / 'valclasses.txt'}: needed for the "
+                            "validation protocol (train/val_seen/val_unseen)"),
+        holdout_warning=(f"no att_splits.mat under {root}: test_seen is a fixed per-class 20 % hold-out of the "
+                         "seen classes, not Xian et al.'s exact split"))
