@@ -110,13 +110,10 @@ def load_cub(root: str | Path, fingerprint: str = "") -> ZSLDataset:
 
     attributes, attribute_names = _attributes(meta, len(folders))
 
-    keep = C.check_images(meta / "images", paths, features is not None, warnings)
-    if len(keep) < len(paths):
-        splits = C.subset_splits(splits, keep, len(paths))
-        image_ids, labels = image_ids[keep], labels[keep]
-        paths = [paths[i] for i in keep]
-        captions = [captions[i] for i in keep]
-        features = features[keep] if features is not None else None
+    kept = C.drop_unreadable(meta / "images", dict(paths=paths, image_ids=image_ids, labels=labels,
+                                                   captions=captions, features=features, splits=splits), warnings)
+    paths, image_ids, labels = kept["paths"], kept["image_ids"], kept["labels"]
+    captions, features, splits = kept["captions"], kept["features"], kept["splits"]
     for w in warnings:
         log.warning("%s: %s", root, w)
     return ZSLDataset(

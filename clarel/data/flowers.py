@@ -87,13 +87,10 @@ def load_flowers(root: str | Path, fingerprint: str = "") -> ZSLDataset:
         loc_order = _setid_order(root, n, mdir)
     splits = _splits(root, mdir, labels, folder_index, folders, loc_order, warnings)
 
-    keep = C.check_images(root / "jpg", paths, features is not None, warnings)
-    if len(keep) < n:
-        splits = C.subset_splits(splits, keep, n)
-        image_ids, labels = image_ids[keep], labels[keep]
-        paths = [paths[i] for i in keep]
-        captions = [captions[i] for i in keep]
-        features = features[keep] if features is not None else None
+    kept = C.drop_unreadable(root / "jpg", dict(paths=paths, image_ids=image_ids, labels=labels,
+                                                captions=captions, features=features, splits=splits), warnings)
+    paths, image_ids, labels = kept["paths"], kept["image_ids"], kept["labels"]
+    captions, features, splits = kept["captions"], kept["features"], kept["splits"]
     for w in warnings:
         log.warning("%s: %s", root, w)
     return ZSLDataset(
