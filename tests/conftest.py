@@ -18,7 +18,24 @@ if "CLAREL_HOME" not in os.environ or os.environ.get("CLAREL_TEST_KEEP_HOME") !=
 os.environ.pop("CLAREL_DB_URL", None)
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "clarel-test-numba-cache"))
 
+import sys  # noqa: E402
+
 import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _restore_main_module():
+    """Put ``sys.modules["__main__"]`` back after every test.
+
+    Streamlit's AppTest runs the script under test as ``__main__`` and leaves it there; a later
+    ``multiprocessing`` spawn (the worker's job child, the parallel val twin, process pools in the
+    queue tests) re-runs ``__main__`` in the child, so the child died at start-up and a `Pool`
+    kept respawning it forever. Found when an AppTest built with ``from_function`` ran first.
+    """
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
 
 
 def pytest_collection_modifyitems(config, items):
