@@ -28,7 +28,7 @@ def page(gradio_url):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1300})
-            page.goto(gradio_url + "/")
+            page.goto(gradio_url + "/", timeout=60_000)
             yield page
         finally:
             browser.close()
@@ -41,16 +41,16 @@ def test_click_example_and_classify(page):
     # The example fills the description box; the bundled demo run is the default model.
     page.wait_for_function(
         "t => [...document.querySelectorAll('textarea')].some(a => a.value.includes(t))",
-        arg=example["expected"] + ":", timeout=15000,
+        arg=example["expected"] + ":", timeout=60_000,
     )
     page.get_by_role("button", name="Classify").click()
     verdict = page.get_by_text(f"{example['expected']} (", exact=False).last
-    verdict.wait_for(timeout=20000)
+    verdict.wait_for(timeout=60_000)
     assert "demo-run" in verdict.locator("xpath=..").inner_text()
 
 
 def test_error_is_shown_as_a_message(page):
     page.locator("textarea").first.fill("Only one: a red bird")
     page.get_by_role("button", name="Classify").click()
-    page.get_by_text("at least two are needed", exact=False).first.wait_for(timeout=15000)
+    page.get_by_text("at least two are needed", exact=False).first.wait_for(timeout=60_000)
     assert "Traceback" not in page.content()
