@@ -303,17 +303,18 @@ def fingerprint_files(paths: list[Path], trees: list[Path]) -> str:
 def drop_unreadable(images_root: Path, arrays: dict, warnings: list[str]) -> dict:
     """Apply the bad-image policy of `check_images` to a loader's per-image arrays.
 
-    ``arrays`` holds ``paths``, ``image_ids``, ``labels``, ``captions``, ``features`` (or None) and
-    ``splits``; returns the same keys with the skipped images removed and the splits re-indexed.
+    ``arrays`` holds the `ZSLDataset` fields ``image_paths``, ``image_ids``, ``labels``,
+    ``captions``, ``features`` (or None) and ``splits``; returns the same keys with the skipped
+    images removed and the splits re-indexed, ready to pass on as ``ZSLDataset(**kept, ...)``.
     """
-    paths = arrays["paths"]
+    paths = arrays["image_paths"]
     keep = check_images(images_root, paths, arrays["features"] is not None, warnings)
     if len(keep) == len(paths):
         return arrays
     out = dict(arrays)
     out["splits"] = subset_splits(arrays["splits"], keep, len(paths))
     out["image_ids"], out["labels"] = arrays["image_ids"][keep], arrays["labels"][keep]
-    out["paths"] = [paths[i] for i in keep]
+    out["image_paths"] = [paths[i] for i in keep]
     out["captions"] = [arrays["captions"][i] for i in keep]
     out["features"] = arrays["features"][keep] if arrays["features"] is not None else None
     return out

@@ -110,18 +110,15 @@ def load_cub(root: str | Path, fingerprint: str = "") -> ZSLDataset:
 
     attributes, attribute_names = _attributes(meta, len(folders))
 
-    kept = C.drop_unreadable(meta / "images", dict(paths=paths, image_ids=image_ids, labels=labels,
+    kept = C.drop_unreadable(meta / "images", dict(image_paths=paths, image_ids=image_ids, labels=labels,
                                                    captions=captions, features=features, splits=splits), warnings)
-    paths, image_ids, labels = kept["paths"], kept["image_ids"], kept["labels"]
-    captions, features, splits = kept["captions"], kept["features"], kept["splits"]
     for w in warnings:
         log.warning("%s: %s", root, w)
     return ZSLDataset(
         name="synthbirds" if (root / "synthbirds.json").exists() else "cub",
-        root=root, class_ids=class_ids, class_folders=folders, class_names=names, image_ids=image_ids,
-        image_paths=paths, labels=labels, captions=captions, splits=splits, images_root=meta / "images",
-        features=features, attributes=attributes, attribute_names=attribute_names,
-        fingerprint=fingerprint, warnings=warnings,
+        root=root, class_ids=class_ids, class_folders=folders, class_names=names, images_root=meta / "images",
+        attributes=attributes, attribute_names=attribute_names, fingerprint=fingerprint, warnings=warnings,
+        **kept,
     )
 
 

@@ -87,16 +87,13 @@ def load_flowers(root: str | Path, fingerprint: str = "") -> ZSLDataset:
         loc_order = _setid_order(root, n, mdir)
     splits = _splits(root, mdir, labels, folder_index, folders, loc_order, warnings)
 
-    kept = C.drop_unreadable(root / "jpg", dict(paths=paths, image_ids=image_ids, labels=labels,
+    kept = C.drop_unreadable(root / "jpg", dict(image_paths=paths, image_ids=image_ids, labels=labels,
                                                 captions=captions, features=features, splits=splits), warnings)
-    paths, image_ids, labels = kept["paths"], kept["image_ids"], kept["labels"]
-    captions, features, splits = kept["captions"], kept["features"], kept["splits"]
     for w in warnings:
         log.warning("%s: %s", root, w)
     return ZSLDataset(
         name="flowers", root=root, class_ids=class_ids, class_folders=folders, class_names=names,
-        image_ids=image_ids, image_paths=paths, labels=labels, captions=captions, splits=splits,
-        images_root=root / "jpg", features=features, fingerprint=fingerprint, warnings=warnings,
+        images_root=root / "jpg", fingerprint=fingerprint, warnings=warnings, **kept,
     )
 
 
