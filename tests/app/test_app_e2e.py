@@ -1,7 +1,7 @@
 """End to end in headless Chromium: real Streamlit server, real worker, temporary database.
 
 Launches a `tiny` job from the Runs page, waits for the worker to finish it, opens Seen / unseen
-and moves the α slider. Screenshots go to ``test-output/e2e/`` at the repository root.
+and moves the α slider, then clicks a point of the Joint space scatter. Screenshots go to ``test-output/e2e/`` at the repository root.
 Needs Debian's chromium (``apt-get install -y chromium``; `.ci/run` installs it) and the
 `playwright` Python package; never `playwright install`.
 """
@@ -95,6 +95,16 @@ def servers(tmp_path):
         stop(web)
 
 
+# Page coordinates of the first point of the first WebGL trace of the joint-space chart.
+POINT_XY_JS = """() => {
+  const gd = [...document.querySelectorAll('.js-plotly-plot')]
+    .find(g => (g._fullData || []).some(t => t.type === 'scattergl'));
+  const trace = gd._fullData.find(t => t.type === 'scattergl');
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
+  return [box.left + xa._offset + xa.l2p(trace.x[0]), box.top + ya._offset + ya.l2p(trace.y[0])];
+}"""
+
+
 def metric_value(page, label: str) -> str:
     card = page.locator("[data-testid='stMetric']").filter(has=page.get_by_text(label, exact=True)).first
     return card.locator("[data-testid='stMetricValue']").inner_text().strip()
@@ -167,6 +177,18 @@ def test_launch_a_tiny_job_and_move_the_alpha_slider(servers):
             expect(page.get_by_text(re.compile(r"\d+ of \d+ points"))).to_be_visible(timeout=60_000)
             page.wait_for_timeout(1500)
             page.screenshot(path=str(OUT / "06-joint-space.png"), full_page=True)
+
+            # Click a point of the WebGL scatter: its pixel position comes from plotly's own axes.
+            expect(page.get_by_text("Click a point in the plot")).to_be_visible(timeout=60_000)
+            x, y = page.evaluate(POINT_XY_JS)
+            page.mouse.move(x, y)
+            page.wait_for_timeout(500)
+            page.mouse.click(x, y)
+            expect(page.get_by_text("Nearest neighbours")).to_be_visible(timeout=60_000)
+            expect(page.get_by_text(re.compile(r"(seen|unseen) class · (image|caption|class prototype)"))) \
+                .to_be_visible()
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(OUT / "07-joint-space-point-clicked.png"), full_page=True)
         except Exception:
             page.screenshot(path=str(OUT / "failure.png"), full_page=True)  # what the browser showed
             raise
